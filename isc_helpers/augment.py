@@ -1,0 +1,314 @@
+"""The edits of DISC21, done with AugLy, and the query generator of mini-DISC (lesson 01).
+
+Each edit family is one function ``f(image, strength, rng, assets) -> (image, params)``
+where ``strength`` in [0, 1] says how hard the edit is and ``params`` records exactly
+what was done. :func:`random_edit` samples families and strengths the way mini-DISC
+builds its queries (copies and non-copies alike, so the edits give nothing away).
+"""
+from __future__ import annotations
+
+import contextlib
+import pickle
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from . import augly_compat
+
+
+@dataclass
+class EditAssets:
+    """Images an edit may paste: overlay cut-outs and backgrounds (never references)."""
+    overlays: list[Path] = field(default_factory=list)
+    backgrounds: list[Path] = field(default_factory=list)
+
+    def pick(self, kind: str, rng: np.random.RandomState) -> tuple[Image.Image, str]:
+        paths = self.overlays if kind == "overlay" else self.backgrounds
+        if not paths:
+            raise ValueError(f"No {kind} images given to EditAssets; the family needs them.")
+        p = paths[rng.randint(len(paths))]
+        with Image.open(p) as im:
+            im = im.convert("RGBA" if kind == "overlay" else "RGB")
+        return im, Path(p).name
+
+
+def _augly():
+    augly_compat.apply()
+    import augly.image.functional as F
+    return F
+
+
+def _augly_assets() -> Path:
+    import augly
+    return Path(augly.__file__).parent / "assets"
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed Python's and numpy's global RNGs for AugLy's internal draws, then restore them."""
+    py, npy = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+# ------------------------------------------------------------------ families
+def crop(im, s, rng, assets):
+    keep = 1.0 - 0.7 * s                       # fraction of each side kept
+    w = keep * rng.uniform(0.8, 1.0)
+    h = keep * rng.uniform(0.8, 1.0)
+    x1, y1 = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+    p = dict(x1=round(x1, 3), y1=round(y1, 3), x2=round(x1 + w, 3), y2=round(y1 + h, 3))
+    return _augly().crop(im, **p), p
+
+
+def rotate(im, s, rng, assets):
+    p = dict(degrees=round(float(rng.choice([-1, 1]) * (3 + 40 * s) * rng.uniform(0.7, 1.0)), 1))
+    return _augly().rotate(im, **p), p
+
+
+def rotate90(im, s, rng, assets):
+    k = int(rng.choice([90, 180, 270]))
+    ops = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+    return im.transpose(ops[k]), dict(degrees=k)
+
+
+def flip(im, s, rng, assets):
+    axis = "horizontal" if rng.rand() < 0.75 else "vertical"
+    F = _augly()
+    return (F.hflip(im) if axis == "horizontal" else F.vflip(im)), dict(axis=axis)
+
+
+def perspective(im, s, rng, assets):
+    p = dict(sigma=round(10 + 60 * s, 1), seed=int(rng.randint(1 << 30)))
+    return _augly().perspective_transform(im, **p), p
+
+
+def skew(im, s, rng, assets):
+    p = dict(skew_factor=round(float(rng.choice([-1, 1]) * (0.1 + 0.6 * s)), 2), axis=int(rng.randint(2)))
+    return _augly().skew(im, **p), p
+
+
+def colour(im, s, rng, assets):
+    def f():
+        return round(float(np.exp(rng.choice([-1, 1]) * (0.15 + 0.8 * s) * rng.uniform(0.5, 1.0))), 2)
+    p = dict(brightness_factor=f(), contrast_factor=f(), saturation_factor=f())
+    return _augly().color_jitter(im, **p), p
+
+
+def grayscale(im, s, rng, assets):
+    return _augly().grayscale(im), {}
+
+
+def blur(im, s, rng, assets):
+    p = dict(radius=round(0.5 + 5 * s, 1))
+    return _augly().blur(im, **p), p
+
+
+def sharpen(im, s, rng, assets):
+    p = dict(factor=round(2 + 20 * s, 1))
+    return _augly().sharpen(im, **p), p
+
+
+def noise(im, s, rng, assets):
+    p = dict(var=round(0.005 + 0.06 * s, 4), seed=int(rng.randint(1 << 30)))
+    return _augly().random_noise(im, **p), p
+
+
+def jpeg(im, s, rng, assets):
+    p = dict(quality=int(round(60 - 55 * s)))
+    return _augly().encoding_quality(im, **p), p
+
+
+def pixelize(im, s, rng, assets):
+    p = dict(ratio=round(1.0 - 0.85 * s, 2))
+    return _augly().pixelization(im, **p), p
+
+
+def shuffle_pixels(im, s, rng, assets):
+    p = dict(factor=round(0.05 + 0.3 * s, 2), seed=int(rng.randint(1 << 30)))
+    return _augly().shuffle_pixels(im, **p), p
+
+
+_LATIN_FONTS = ("Raleway-ExtraBold", "OpenSans-Bold", "Montserrat-Black", "Ubuntu-B",
+                "IBMPlexSans-Bold", "Pacifico", "Lobster_1.3", "Impact")
+
+
+def text(im, s, rng, assets):
+    font = _LATIN_FONTS[rng.randint(len(_LATIN_FONTS))]
+    fonts = _augly_assets() / "fonts"
+    with open(fonts / f"{font}.pkl", "rb") as f:
+        n_chars = len(pickle.load(f))
+    length = int(rng.randint(4, 12))
+    p = dict(text=[int(c) for c in rng.randint(0, n_chars, length)], font=font,
+             font_size=round(0.08 + 0.2 * s, 3), opacity=round(rng.uniform(0.6, 1.0), 2),
+             color=[int(c) for c in rng.randint(0, 256, 3)],
+             x_pos=round(rng.uniform(0, 0.5), 2), y_pos=round(rng.uniform(0, 0.8), 2))
+    out = _augly().overlay_text(im, text=p["text"], font_file=str(fonts / f"{font}.ttf"),
+                                font_size=p["font_size"], opacity=p["opacity"], color=tuple(p["color"]),
+                                x_pos=p["x_pos"], y_pos=p["y_pos"])
+    return out, p
+
+
+def emoji(im, s, rng, assets):
+    emojis = sorted((_augly_assets() / "twemojis").rglob("*.png"))
+    e = emojis[rng.randint(len(emojis))]
+    size = round(0.15 + 0.45 * s, 2)
+    p = dict(emoji=f"{e.parent.name}/{e.name}", emoji_size=size,
+             x_pos=round(rng.uniform(0, 1 - size), 2), y_pos=round(rng.uniform(0, 1 - size), 2),
+             opacity=round(rng.uniform(0.7, 1.0), 2))
+    out = _augly().overlay_emoji(im, emoji_path=str(e), emoji_size=size, x_pos=p["x_pos"],
+                                 y_pos=p["y_pos"], opacity=p["opacity"])
+    return out, p
+
+
+def overlay_onto_background(im, s, rng, assets):
+    """The image pasted, smaller, onto another photo (the query shows only part of itself)."""
+    bg, name = assets.pick("background", rng)
+    size = round(0.85 - 0.5 * s, 2)
+    p = dict(background=name, overlay_size=size, x_pos=round(rng.uniform(0, 1 - size), 2),
+             y_pos=round(rng.uniform(0, 1 - size), 2))
+    out = _augly().overlay_onto_background_image(im, background_image=bg, overlay_size=size,
+                                                 x_pos=p["x_pos"], y_pos=p["y_pos"], scale_bg=True)
+    return out, p
+
+
+def overlay_image(im, s, rng, assets):
+    """A cut-out pasted on top of the image (hides part of it)."""
+    ov, name = assets.pick("overlay", rng)
+    size = round(0.2 + 0.5 * s, 2)
+    p = dict(overlay=name, overlay_size=size, x_pos=round(rng.uniform(0, 1 - size), 2),
+             y_pos=round(rng.uniform(0, 1 - size), 2), opacity=1.0)
+    out = _augly().overlay_image(im, overlay=ov, overlay_size=size, x_pos=p["x_pos"], y_pos=p["y_pos"],
+                                 opacity=1.0, max_visible_opacity=1.0)
+    return out, p
+
+
+def screenshot(im, s, rng, assets):
+    t = ["web.png", "mobile.png"][rng.randint(2)]
+    d = _augly_assets() / "screenshot_templates"
+    out = _augly().overlay_onto_screenshot(im, template_filepath=str(d / t),
+                                           template_bboxes_filepath=str(d / "bboxes.json"),
+                                           crop_src_to_fit=bool(rng.rand() < 0.5))
+    return out, dict(template=t)
+
+
+def pad(im, s, rng, assets):
+    p = dict(w_factor=round(0.05 + 0.4 * s * rng.rand(), 2), h_factor=round(0.05 + 0.4 * s * rng.rand(), 2),
+             color=[int(c) for c in rng.randint(0, 256, 3)])
+    return _augly().pad(im, w_factor=p["w_factor"], h_factor=p["h_factor"], color=tuple(p["color"])), p
+
+
+_MEME_WORDS = ["LOL", "WOW", "NO WAY", "ME TOO", "SO TRUE", "MONDAY", "OK", "EPIC", "WHEN IT RAINS"]
+
+
+def meme(im, s, rng, assets):
+    p = dict(text=_MEME_WORDS[rng.randint(len(_MEME_WORDS))],
+             caption_height=int(max(20, im.size[1] * (0.1 + 0.25 * s))))
+    return _augly().meme_format(im, **p), p
+
+
+def stripes(im, s, rng, assets):
+    p = dict(line_width=round(0.1 + 0.4 * s, 2), line_angle=int(rng.randint(0, 180)),
+             line_density=round(0.2 + 0.5 * s, 2), line_opacity=round(0.4 + 0.5 * s, 2),
+             line_type=["solid", "dotted", "dashed"][rng.randint(3)],
+             line_color=[int(c) for c in rng.randint(0, 256, 3)])
+    kw = dict(p, line_color=tuple(p["line_color"]))
+    return _augly().overlay_stripes(im, **kw), p
+
+
+def aspect_ratio(im, s, rng, assets):
+    p = dict(ratio=round(float(np.exp(rng.choice([-1, 1]) * (0.2 + 0.8 * s))), 2))
+    return _augly().change_aspect_ratio(im, **p), p
+
+
+def opacity(im, s, rng, assets):
+    p = dict(level=round(1.0 - 0.6 * s, 2))
+    out = _augly().opacity(im, **p)
+    bg = Image.new("RGBA", out.size, (255, 255, 255, 255))   # flatten onto white, as a viewer would
+    return Image.alpha_composite(bg, out.convert("RGBA")).convert("RGB"), p
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    fn: Callable
+    weight: float
+    group: str
+    description: str
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in [
+    Family("crop", crop, 3, "geometry", "keep a part of the image"),
+    Family("rotate", rotate, 1.5, "geometry", "small rotation (cropped to fit)"),
+    Family("rotate90", rotate90, 1, "geometry", "rotation by 90, 180 or 270 degrees"),
+    Family("flip", flip, 1.5, "geometry", "mirror horizontally or vertically"),
+    Family("perspective", perspective, 1, "geometry", "perspective transform"),
+    Family("skew", skew, 0.7, "geometry", "shear along one axis"),
+    Family("aspect_ratio", aspect_ratio, 1, "geometry", "stretch width or height"),
+    Family("pad", pad, 1, "geometry", "border of a solid colour"),
+    Family("colour", colour, 2, "pixel", "brightness, contrast and saturation jitter"),
+    Family("grayscale", grayscale, 1, "pixel", "drop the colour"),
+    Family("blur", blur, 1.5, "pixel", "Gaussian blur"),
+    Family("sharpen", sharpen, 0.7, "pixel", "sharpening"),
+    Family("noise", noise, 1, "pixel", "random noise"),
+    Family("jpeg", jpeg, 2, "pixel", "JPEG recompression"),
+    Family("pixelize", pixelize, 1, "pixel", "downscale then upscale (blocks)"),
+    Family("shuffle_pixels", shuffle_pixels, 0.5, "pixel", "shuffle a fraction of the pixels"),
+    Family("opacity", opacity, 0.7, "pixel", "fade towards white"),
+    Family("text", text, 2, "overlay", "text written over the image"),
+    Family("emoji", emoji, 1.5, "overlay", "an emoji pasted on top"),
+    Family("overlay_image", overlay_image, 1.5, "overlay", "a cut-out photo pasted on top"),
+    Family("stripes", stripes, 0.7, "overlay", "lines drawn across the image"),
+    Family("overlay_onto_background", overlay_onto_background, 2, "context",
+           "the image pasted onto another photo"),
+    Family("screenshot", screenshot, 1, "context", "the image shown inside a web or phone screenshot"),
+    Family("meme", meme, 1, "context", "meme caption bar above the image"),
+]}
+
+
+def apply_edit(image: Image.Image, family: str, strength: float, seed: int = 0,
+               assets: EditAssets | None = None) -> tuple[Image.Image, dict]:
+    """Apply one edit family at a strength in [0, 1]; returns (edited RGB image, params)."""
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown edit family {family!r}; choose from {sorted(FAMILIES)}.")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    rng = np.random.RandomState(seed % (2 ** 32))
+    with _seeded(seed):
+        out, params = FAMILIES[family].fn(_rgb(image), strength, rng, assets or EditAssets())
+    return _rgb(out), params
+
+
+def sample_recipe(rng: np.random.RandomState, max_edits: int = 3) -> list[tuple[str, float]]:
+    """Draw a list of (family, strength): 1 edit half the time, else 2..max_edits, no family twice."""
+    n = 1 if rng.rand() < 0.5 else int(rng.randint(2, max_edits + 1))
+    names = list(FAMILIES)
+    w = np.array([FAMILIES[n_].weight for n_ in names], float)
+    chosen = rng.choice(len(names), size=n, replace=False, p=w / w.sum())
+    # context edits (screenshot, meme, background) go last, as a re-share would do them
+    order = sorted(chosen, key=lambda i: FAMILIES[names[i]].group == "context")
+    return [(names[i], round(float(rng.uniform(0.2, 1.0)), 2)) for i in order]
+
+
+def random_edit(image: Image.Image, seed: int, assets: EditAssets | None = None,
+                max_edits: int = 3) -> tuple[Image.Image, list[dict]]:
+    """Edit an image the way mini-DISC makes its queries; returns (image, log of edits)."""
+    rng = np.random.RandomState(seed % (2 ** 32))
+    log = []
+    for k, (family, strength) in enumerate(sample_recipe(rng, max_edits)):
+        image, params = apply_edit(image, family, strength, seed=seed * 31 + k, assets=assets)
+        log.append({"family": family, "strength": strength, "params": params})
+    return image, log

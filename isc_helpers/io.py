@@ -1,0 +1,240 @@
+"""Official DISC21 file formats: ids, ground truth CSV, matching CSV, descriptor HDF5 (lesson 00).
+
+Every reader validates and raises ``FormatError`` with a message that names the
+file and says what to fix.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+ID_PATTERNS = {"query": re.compile(r"^Q\d{5}$"), "reference": re.compile(r"^R\d{6}$"),
+               "train": re.compile(r"^T\d{6}$")}
+ID_EXAMPLES = {"query": "Q00042", "reference": "R000042", "train": "T000042"}
+MAX_DIM = 256
+MAX_PREDICTIONS = 500_000
+
+
+class FormatError(ValueError):
+    """A file or array does not follow the DISC21 format; the message says how to fix it."""
+
+
+def make_id(kind: str, i: int) -> str:
+    """Return the official id of image number ``i`` of ``kind`` ('query', 'reference', 'train')."""
+    width = 5 if kind == "query" else 6
+    prefix = {"query": "Q", "reference": "R", "train": "T"}[kind]
+    if not 0 <= i < 10 ** width:
+        raise ValueError(f"{kind} number {i} does not fit the {width}-digit DISC21 id")
+    return f"{prefix}{i:0{width}d}"
+
+
+def check_ids(ids: Iterable[str], kind: str, where: str = "ids") -> list[str]:
+    """Validate a list of ids of one kind; returns them as a list of str."""
+    s = pd.Series(list(ids), dtype=object)
+    if len(s) and isinstance(s.iloc[0], bytes):
+        s = s.str.decode("ascii")
+    s = s.astype(str)
+    ok = s.str.fullmatch(ID_PATTERNS[kind].pattern)
+    ids = s.tolist()
+    if not ok.all():
+        bad = s[~ok].head(3).tolist()
+        raise FormatError(f"{where}: {int((~ok).sum())} {kind} id(s) do not look like "
+                          f"'{ID_EXAMPLES[kind]}', e.g. {bad}. Use {kind} ids as in DISC21.")
+    return ids
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename (no half-written files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it, or choose another name.")
+
+
+# ------------------------------------------------------------ ground truth
+def read_ground_truth(path: str | Path) -> pd.DataFrame:
+    """Read a ``query_id,reference_id`` CSV (empty reference_id = distractor query)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Ground truth file {path} not found.")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(df.columns[:2]) != ["query_id", "reference_id"]:
+        raise FormatError(f"{path}: columns are {list(df.columns)}; a ground truth CSV needs the "
+                          "header 'query_id,reference_id' (empty reference_id for a distractor query).")
+    df = df[["query_id", "reference_id"]]
+    check_ids(df.query_id, "query", str(path))
+    pos = df.reference_id != ""
+    check_ids(df.reference_id[pos], "reference", str(path))
+    dup = df.query_id[df.query_id.duplicated()]
+    if len(dup):
+        raise FormatError(f"{path}: query id(s) listed twice, e.g. {list(dup[:3])}; "
+                          "DISC21 gives each query at most one reference.")
+    return df.reset_index(drop=True)
+
+
+def write_ground_truth(gt: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ground truth in the official CSV layout, atomically."""
+    _refuse_overwrite(path, overwrite)
+    gt = gt[["query_id", "reference_id"]].fillna("")
+    _atomic_write(Path(path), lambda t: gt.to_csv(t, index=False))
+    return Path(path)
+
+
+# ------------------------------------------------------------ predictions
+def validate_predictions(df: pd.DataFrame, where: str = "predictions",
+                         max_rows: int | None = MAX_PREDICTIONS) -> pd.DataFrame:
+    """Check a matching-track prediction table; returns it with clean dtypes."""
+    need = ["query_id", "reference_id", "score"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise FormatError(f"{where}: missing column(s) {missing}; predictions need "
+                          "'query_id,reference_id,score' (higher score = more similar).")
+    df = df[need].copy()
+    df["query_id"] = check_ids(df.query_id, "query", where)
+    df["reference_id"] = check_ids(df.reference_id, "reference", where)
+    score = pd.to_numeric(df.score, errors="coerce")
+    if score.isna().any():
+        bad = df.score[score.isna()].head(3).tolist()
+        raise FormatError(f"{where}: score must be a finite number in every row, found {bad}.")
+    df["score"] = score.astype(np.float64)
+    if not np.isfinite(df.score.to_numpy()).all():
+        raise FormatError(f"{where}: score must be finite (no inf/nan).")
+    dup = df.duplicated(["query_id", "reference_id"])
+    if dup.any():
+        ex = df[dup].head(3)[["query_id", "reference_id"]].values.tolist()
+        raise FormatError(f"{where}: {int(dup.sum())} repeated (query, reference) pair(s), e.g. {ex}; "
+                          "keep one row per pair (the highest score).")
+    if max_rows is not None and len(df) > max_rows:
+        raise FormatError(f"{where}: {len(df)} rows; the matching track allows at most {max_rows}. "
+                          "Keep the highest-scoring ones (search.global_budget).")
+    return df.reset_index(drop=True)
+
+
+def read_predictions(path: str | Path, max_rows: int | None = MAX_PREDICTIONS) -> pd.DataFrame:
+    """Read and validate a matching-track CSV ``query_id,reference_id,score``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Predictions file {path} not found.")
+    df = pd.read_csv(path, dtype={"query_id": str, "reference_id": str}, keep_default_na=False)
+    return validate_predictions(df, str(path), max_rows)
+
+
+def write_predictions(df: pd.DataFrame, path: str | Path, overwrite: bool = False,
+                      max_rows: int | None = MAX_PREDICTIONS) -> Path:
+    """Validate and write a matching-track CSV atomically."""
+    df = validate_predictions(df, str(path), max_rows)
+    _refuse_overwrite(path, overwrite)
+    _atomic_write(Path(path), lambda t: df.to_csv(t, index=False, float_format="%.9g"))
+    return Path(path)
+
+
+# ------------------------------------------------------------ descriptors
+def check_descriptors(x, ids: Sequence[str], kind: str, where: str = "descriptors",
+                      max_dim: int | None = MAX_DIM) -> np.ndarray:
+    """Validate a descriptor matrix against its ids: float32, 2-D, finite, d <= 256."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise FormatError(f"{where}: {kind} descriptors must be a 2-D array [n_images, d], "
+                          f"got shape {x.shape}.")
+    if x.dtype != np.float32:
+        raise FormatError(f"{where}: {kind} descriptors have dtype {x.dtype}; convert with "
+                          "x.astype(np.float32) (the submission format is float32).")
+    if x.shape[0] != len(ids):
+        raise FormatError(f"{where}: {x.shape[0]} {kind} descriptors but {len(ids)} ids; "
+                          "one row per id, in the same order.")
+    if max_dim is not None and x.shape[1] > max_dim:
+        raise FormatError(f"{where}: dimension {x.shape[1]} > {max_dim} allowed by the descriptor "
+                          "track; reduce it (e.g. PCA to 256 fitted on training images).")
+    if not np.isfinite(x).all():
+        raise FormatError(f"{where}: {kind} descriptors contain nan or inf.")
+    return x
+
+
+def _sorted(x: np.ndarray, ids: list[str]) -> tuple[np.ndarray, list[str]]:
+    order = np.argsort(np.asarray(ids))
+    return x[order], [ids[i] for i in order]
+
+
+def write_descriptors(path: str | Path, query, query_ids, reference, reference_ids,
+                      overwrite: bool = False, max_dim: int | None = MAX_DIM) -> Path:
+    """Write the descriptor-track HDF5 (datasets query, reference, query_ids, reference_ids).
+
+    Rows are sorted by id as the official layout requires.
+    """
+    import h5py
+    qids = check_ids(query_ids, "query", str(path))
+    rids = check_ids(reference_ids, "reference", str(path))
+    q = check_descriptors(query, qids, "query", str(path), max_dim)
+    r = check_descriptors(reference, rids, "reference", str(path), max_dim)
+    if q.shape[1] != r.shape[1]:
+        raise FormatError(f"{path}: query dimension {q.shape[1]} != reference dimension {r.shape[1]}.")
+    for ids, kind in ((qids, "query"), (rids, "reference")):
+        if len(set(ids)) != len(ids):
+            raise FormatError(f"{path}: repeated {kind} ids.")
+    q, qids = _sorted(q, qids)
+    r, rids = _sorted(r, rids)
+    _refuse_overwrite(path, overwrite)
+
+    def w(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("query", data=q)
+            f.create_dataset("reference", data=r)
+            f.create_dataset("query_ids", data=np.array(qids, dtype="S"))
+            f.create_dataset("reference_ids", data=np.array(rids, dtype="S"))
+    _atomic_write(Path(path), w)
+    return Path(path)
+
+
+def read_descriptors(path: str | Path, max_dim: int | None = MAX_DIM):
+    """Read and validate a descriptor HDF5; returns (query, query_ids, reference, reference_ids)."""
+    import h5py
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Descriptor file {path} not found.")
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("query", "reference", "query_ids", "reference_ids") if k not in f]
+        if missing:
+            raise FormatError(f"{path}: missing dataset(s) {missing}; the descriptor-track file holds "
+                              "query, reference, query_ids, reference_ids.")
+        q, r = f["query"][:], f["reference"][:]
+        qids = check_ids(f["query_ids"][:], "query", str(path))
+        rids = check_ids(f["reference_ids"][:], "reference", str(path))
+    q = check_descriptors(q, qids, "query", str(path), max_dim)
+    r = check_descriptors(r, rids, "reference", str(path), max_dim)
+    for ids, kind in ((qids, "query"), (rids, "reference")):
+        if ids != sorted(ids):
+            raise FormatError(f"{path}: {kind}_ids are not sorted; the official layout sorts rows by id.")
+    return q, qids, r, rids
+
+
+def save_array(path: str | Path, x: np.ndarray, ids: Sequence[str]) -> Path:
+    """Cache descriptors with their ids in one .npz, atomically (used for per-shard caches)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"{path}: use a .npz name for a descriptor cache")
+    _atomic_write(path, lambda t: np.savez(open(t, "wb"), x=np.asarray(x), ids=np.asarray(list(ids))))
+    return path
+
+
+def load_array(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Load descriptors and ids written by :func:`save_array`."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["x"], [str(i) for i in z["ids"]]
