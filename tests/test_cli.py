@@ -1,0 +1,20 @@
+import json
+
+import pandas as pd
+
+from isc_helpers import cli
+
+
+def test_evaluate_command(tmp_path, capsys):
+    pd.DataFrame({"query_id": ["Q00000", "Q00001"], "reference_id": ["R000001", ""]}).to_csv(tmp_path / "gt.csv", index=False)
+    pd.DataFrame({"query_id": ["Q00000"], "reference_id": ["R000001"], "score": [1.0]}).to_csv(tmp_path / "p.csv", index=False)
+    assert cli.main(["evaluate", str(tmp_path / "p.csv"), str(tmp_path / "gt.csv"), "--json", str(tmp_path / "m.json")]) == 0
+    assert "µAP=1.0000" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m.json").read_text())["uAP"] == 1.0
+
+
+def test_evaluate_command_bad_file(tmp_path, capsys):
+    (tmp_path / "p.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "gt.csv").write_text("query_id,reference_id\nQ00000,\n")
+    assert cli.main(["evaluate", str(tmp_path / "p.csv"), str(tmp_path / "gt.csv")]) == 2
+    assert "missing column" in capsys.readouterr().err

@@ -1,0 +1,48 @@
+"""Conventions every lesson notebook follows (the notebooks themselves run under nbval)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_lessons():
+    assert LESSONS
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them (Kernel > Restart & Clear Outputs)"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_template(path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# Lesson")
+    intro = "".join(cells[0]["source"])
+    assert "Learning goals" in intro and "You need" in intro
+    setup = "".join(cells[1]["source"])
+    assert "get_profile" in setup and "describe()" in setup, "the setup cell prints the active profile"
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "sys.path" not in code and "!pip" not in code
+    assert "assert " in code, "a lesson needs self-check cells"
+    assert "# Exercise" in code and "# solution" in code, "a lesson needs exercises with solutions"
+
+
+def test_student_copies_are_up_to_date():
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_copies.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, f"run `python tools/make_student_copies.py`:\n{out.stdout}"
+
+
+def test_student_copies_hold_no_solutions():
+    for p in (ROOT / "notebooks" / "students").glob("*.ipynb"):
+        text = p.read_text()
+        assert "# solution" not in text and "NotImplementedError" in text
