@@ -1,0 +1,73 @@
+# Image copy detection course. Two commands do everything on a fresh machine:
+#   make course   set up .venv, build mini-DISC, run every lesson headless into build/course/
+#   make test     set up .venv, run the unit tests and every lesson under nbval (test profile)
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= course
+LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+OUT := build/course
+
+.PHONY: help venv system-deps check data course lab test unit nbtest students lock clean
+
+help:
+	@echo "make course   set up and run the whole course (profile $(PROFILE)) into $(OUT)/"
+	@echo "make test     set up and run all tests (unit + notebooks, test profile)"
+	@echo "make lab      open JupyterLab on the lessons"
+	@echo "make check    environment check (OK/FAIL per requirement)"
+
+system-deps:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's libmagic1 (AugLy needs it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmagic1; \
+	  else echo "libmagic is missing: install it (Debian/Ubuntu: sudo apt-get install libmagic1)"; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+check: venv
+	$(BIN)/python -m isc_helpers.checks
+
+data: venv
+	ISC_PROFILE=$(PROFILE) $(BIN)/isc-course build-data
+
+course: venv data
+	@mkdir -p $(OUT)
+	@for nb in $(LESSONS); do \
+	  echo "== $$nb"; start=$$(date +%s); \
+	  ISC_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(OUT) \
+	    --ExecutePreprocessor.timeout=1800 "$$nb" --log-level=WARN || exit 1; \
+	  $(BIN)/jupyter nbconvert --to html --output-dir $(OUT) "$(OUT)/$$(basename $$nb)" --log-level=WARN || exit 1; \
+	  echo "   $$(( $$(date +%s) - start )) s"; \
+	done
+	@echo "Executed lessons and HTML copies are in $(OUT)/. Open them with: make lab"
+
+lab: venv
+	$(BIN)/jupyter lab --notebook-dir=. notebooks/
+
+unit: venv
+	ISC_PROFILE=test $(BIN)/python -m pytest -q tests
+
+nbtest: venv
+	ISC_PROFILE=test $(BIN)/python -m pytest -q --nbval-lax $(LESSONS)
+
+test: venv
+	ISC_PROFILE=test $(BIN)/python -m pytest -q tests --nbval-lax $(LESSONS)
+
+students: venv
+	$(BIN)/python tools/make_student_copies.py
+
+lock: venv
+	$(BIN)/pip freeze --exclude-editable | sort -f > constraints.new && echo "review constraints.new, then move it over constraints.txt"
+
+clean:
+	rm -rf build cache
