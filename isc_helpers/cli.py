@@ -40,9 +40,9 @@ def main(argv=None) -> int:
             return 2
         print(ev)
         if args.json:
-            from .io import _atomic_write
+            from .io import atomic_write
             from pathlib import Path
-            _atomic_write(Path(args.json), lambda t: open(t, "w").write(json.dumps(ev.as_dict(), indent=1)))
+            atomic_write(Path(args.json), lambda t: Path(t).write_text(json.dumps(ev.as_dict(), indent=1)))
         return 0
     return 1
 

@@ -49,7 +49,7 @@ def check_ids(ids: Iterable[str], kind: str, where: str = "ids") -> list[str]:
     return ids
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename (no half-written files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def write_ground_truth(gt: pd.DataFrame, path: str | Path, overwrite: bool = Fal
     """Write ground truth in the official CSV layout, atomically."""
     _refuse_overwrite(path, overwrite)
     gt = gt[["query_id", "reference_id"]].fillna("")
-    _atomic_write(Path(path), lambda t: gt.to_csv(t, index=False))
+    atomic_write(Path(path), lambda t: gt.to_csv(t, index=False))
     return Path(path)
 
 
@@ -142,7 +142,7 @@ def write_predictions(df: pd.DataFrame, path: str | Path, overwrite: bool = Fals
     """Validate and write a matching-track CSV atomically."""
     df = validate_predictions(df, str(path), max_rows)
     _refuse_overwrite(path, overwrite)
-    _atomic_write(Path(path), lambda t: df.to_csv(t, index=False, float_format="%.9g"))
+    atomic_write(Path(path), lambda t: df.to_csv(t, index=False, float_format="%.9g"))
     return Path(path)
 
 
@@ -199,7 +199,7 @@ def write_descriptors(path: str | Path, query, query_ids, reference, reference_i
             f.create_dataset("reference", data=r)
             f.create_dataset("query_ids", data=np.array(qids, dtype="S"))
             f.create_dataset("reference_ids", data=np.array(rids, dtype="S"))
-    _atomic_write(Path(path), w)
+    atomic_write(Path(path), w)
     return Path(path)
 
 
@@ -223,18 +223,3 @@ def read_descriptors(path: str | Path, max_dim: int | None = MAX_DIM):
         if ids != sorted(ids):
             raise FormatError(f"{path}: {kind}_ids are not sorted; the official layout sorts rows by id.")
     return q, qids, r, rids
-
-
-def save_array(path: str | Path, x: np.ndarray, ids: Sequence[str]) -> Path:
-    """Cache descriptors with their ids in one .npz, atomically (used for per-shard caches)."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        raise ValueError(f"{path}: use a .npz name for a descriptor cache")
-    _atomic_write(path, lambda t: np.savez(open(t, "wb"), x=np.asarray(x), ids=np.asarray(list(ids))))
-    return path
-
-
-def load_array(path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """Load descriptors and ids written by :func:`save_array`."""
-    with np.load(path, allow_pickle=False) as z:
-        return z["x"], [str(i) for i in z["ids"]]

@@ -76,14 +76,18 @@ def _ranked(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return score[order], tp[order]
 
 
-def precision_recall(preds: pd.DataFrame, gt, convention: str = "isc2021"):
-    """PR curve of the pooled ranking: (precision, recall, score) at every prediction."""
-    lab, n_gt = label_predictions(preds, gt, convention)
-    score, tp = _ranked(lab)
+def _curve(labelled: pd.DataFrame, n_gt: int):
+    """Precision, recall and score at every position of the pooled ranking."""
+    score, tp = _ranked(labelled)
     cum = np.cumsum(tp)
     precision = cum / np.arange(1, len(tp) + 1) if len(tp) else np.zeros(0)
     recall = cum / n_gt if n_gt else np.zeros(len(tp))
     return precision, recall, score
+
+
+def precision_recall(preds: pd.DataFrame, gt, convention: str = "isc2021"):
+    """PR curve of the pooled ranking: (precision, recall, score) at every prediction."""
+    return _curve(*label_predictions(preds, gt, convention))
 
 
 def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -115,10 +119,7 @@ def recall_at_1(labelled: pd.DataFrame, n_gt: int) -> float:
 def evaluate(preds: pd.DataFrame, gt, convention: str = "isc2021", validate: bool = True) -> Evaluation:
     """Score matching-track predictions against ground truth: µAP, recall@P90, recall@1."""
     lab, n_gt = label_predictions(preds, gt, convention, validate)
-    score, tp = _ranked(lab)
-    cum = np.cumsum(tp)
-    precision = cum / np.arange(1, len(tp) + 1) if len(tp) else np.zeros(0)
-    recall = cum / n_gt if n_gt else np.zeros(len(tp))
+    precision, recall, score = _curve(lab, n_gt)
     r90, t90 = recall_at_precision(precision, recall, score, 0.9)
     return Evaluation(uap=average_precision(precision, recall), recall_at_p90=r90,
                       threshold_at_p90=t90, recall_at_1=recall_at_1(lab, n_gt),

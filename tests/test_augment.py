@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from PIL import Image
 
 from isc_helpers import augly_compat, augment, data
 

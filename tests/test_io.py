@@ -73,10 +73,10 @@ def test_descriptor_dimension_limit(tmp_path):
         io.write_descriptors(tmp_path / "x.h5", q, ["Q00000"], q, ["R000000"])
 
 
-def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+def testatomic_write_leaves_nothing_on_failure(tmp_path):
     def boom(tmp):
         open(tmp, "w").write("half")
         raise RuntimeError("disk full")
     with pytest.raises(RuntimeError):
-        io._atomic_write(tmp_path / "out.csv", boom)
+        io.atomic_write(tmp_path / "out.csv", boom)
     assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ newer Debian (13 has no ``endless-sky-data`` or ``scratch``) pass
 scratch folder point apt at Debian 12 only for this download; the system's apt
 configuration is left untouched.
 
-    python tools/build_photo_pool.py --out data --work /tmp/pool-work
+    python tools/build_photo_pool.py --out data --work <scratch folder>
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def fetch_packages(work: Path, bookworm_sources: bool) -> dict[str, tuple[Path, 
         etc.mkdir(parents=True, exist_ok=True)
         src = etc / "sources.list"
         src.write_text("deb http://deb.debian.org/debian bookworm main\n")
-        opts = [f"-o", f"Dir::Etc::SourceList={src}", "-o", "Dir::Etc::SourceParts=/dev/null",
+        opts = ["-o", f"Dir::Etc::SourceList={src}", "-o", "Dir::Etc::SourceParts=/dev/null",
                 "-o", f"Dir::State::Lists={lists}"]
         apt += opts
         subprocess.run(apt + ["update"], check=True)
@@ -193,7 +194,8 @@ def write_credits(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data"))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/isc-pool-work"))
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "isc-pool-work",
+                    help="scratch folder for the .deb files and their unpacked contents")
     ap.add_argument("--bookworm-sources", action="store_true",
                     help="fetch from Debian 12 through a private sources list (for Debian 13 machines)")
     args = ap.parse_args(argv)
@@ -259,7 +261,6 @@ def main(argv=None) -> int:
     # 3. scikit-image sample photos
     import skimage
     from skimage import data as skdata
-    skdir = Path(skimage.__file__).parent / "data"
     for name in SKIMAGE_PHOTOS:
         fn = getattr(skdata, name)
         doc = inspect.getdoc(fn) or ""
