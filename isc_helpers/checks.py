@@ -15,7 +15,7 @@ from dataclasses import dataclass
 DIST = "isc-helpers"
 # distribution name -> import name, where they differ
 IMPORT_NAMES = {"pillow": "PIL", "scikit-image": "skimage", "opencv-python-headless": "cv2",
-                "python-magic": "magic", "faiss-cpu": "faiss", "jupyterlab": "jupyterlab"}
+                "python-magic": "magic", "faiss-cpu": "faiss"}
 PYTHON_MIN = (3, 10)
 
 

@@ -131,22 +131,24 @@ class Dataset:
     edits_path: Path | None = None
 
     def __post_init__(self):
-        self.query_ids = _list_ids(self.query_dir, "query")
-        self.reference_ids = _list_ids(self.reference_dir, "reference")
-        self.train_ids = _list_ids(self.train_dir, "train") if self.train_dir else []
-        self._paths = {}
+        self._paths: dict[str, Path] = {}
+        for folder, kind in ((self.query_dir, "query"), (self.reference_dir, "reference"),
+                             (self.train_dir, "train")):
+            if kind != "train" or self.train_dir:
+                self._paths.update(_list_images(folder, kind))
+        self.query_ids = sorted(i for i in self._paths if i[0] == "Q")
+        self.reference_ids = sorted(i for i in self._paths if i[0] == "R")
+        self.train_ids = sorted(i for i in self._paths if i[0] == "T")
 
     def image_path(self, image_id: str) -> Path:
         kind = {"Q": "query", "R": "reference", "T": "train"}.get(image_id[:1])
         if kind is None:
             raise ValueError(f"{image_id!r} is not a DISC21 id (Q00000, R000000 or T000000).")
         iio.check_ids([image_id], kind)
-        folder = {"query": self.query_dir, "reference": self.reference_dir, "train": self.train_dir}[kind]
-        for ext in IMAGE_EXTS:
-            p = folder / f"{image_id}{ext}"
-            if p.is_file():
-                return p
-        raise KeyError(f"No image {image_id} in {folder}.")
+        try:
+            return self._paths[image_id]
+        except KeyError:
+            raise KeyError(f"No image {image_id} in the {kind} folder of {self.name}.") from None
 
     def load(self, image_id: str) -> Image.Image:
         return load_image(self.image_path(image_id))
@@ -181,15 +183,18 @@ class Dataset:
         return out
 
 
-def _list_ids(folder: Path, kind: str) -> list[str]:
+def _list_images(folder: Path, kind: str) -> dict[str, Path]:
+    """{id: path} of the images in a folder, listed once; stray files are an error."""
     if not folder.is_dir():
         raise DatasetError(f"{kind} folder {folder} does not exist.")
     names = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    ids, odd = [], []
+    ids, odd = {}, []
     pat = iio.ID_PATTERNS[kind]
     for p in names:
         if p.suffix.lower() in IMAGE_EXTS and pat.match(p.stem):
-            ids.append(p.stem)
+            if p.stem in ids:
+                raise DatasetError(f"{folder}: two images for {p.stem} ({ids[p.stem].name}, {p.name}); keep one.")
+            ids[p.stem] = p
         else:
             odd.append(p.name)
     if odd:
@@ -197,7 +202,7 @@ def _list_ids(folder: Path, kind: str) -> list[str]:
                            f"e.g. {sorted(odd)[:3]}. Move them out of the folder.")
     if not ids:
         raise DatasetError(f"{kind} folder {folder} has no images.")
-    return sorted(ids)
+    return ids
 
 
 # ------------------------------------------------------------------ mini-DISC

@@ -147,24 +147,32 @@ def write_predictions(df: pd.DataFrame, path: str | Path, overwrite: bool = Fals
 
 
 # ------------------------------------------------------------ descriptors
+def check_matrix(x, name: str, where: str = "descriptors", d: int | None = None) -> np.ndarray:
+    """Validate a descriptor matrix: 2-D, float32, finite, and of dimension ``d`` if given."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise FormatError(f"{where}: {name} descriptors must be a 2-D array [n_images, d], "
+                          f"got shape {x.shape}.")
+    if x.dtype != np.float32:
+        raise FormatError(f"{where}: {name} descriptors have dtype {x.dtype}; convert with "
+                          "x.astype(np.float32) (the submission format and faiss use float32).")
+    if d is not None and x.shape[1] != d:
+        raise FormatError(f"{where}: {name} descriptors have dimension {x.shape[1]}, the other side {d}.")
+    if not np.isfinite(x).all():
+        raise FormatError(f"{where}: {name} descriptors contain nan or inf.")
+    return x
+
+
 def check_descriptors(x, ids: Sequence[str], kind: str, where: str = "descriptors",
                       max_dim: int | None = MAX_DIM) -> np.ndarray:
     """Validate a descriptor matrix against its ids: float32, 2-D, finite, d <= 256."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise FormatError(f"{where}: {kind} descriptors must be a 2-D array [n_images, d], "
-                          f"got shape {x.shape}.")
-    if x.dtype != np.float32:
-        raise FormatError(f"{where}: {kind} descriptors have dtype {x.dtype}; convert with "
-                          "x.astype(np.float32) (the submission format is float32).")
+    x = check_matrix(x, kind, where)
     if x.shape[0] != len(ids):
         raise FormatError(f"{where}: {x.shape[0]} {kind} descriptors but {len(ids)} ids; "
                           "one row per id, in the same order.")
     if max_dim is not None and x.shape[1] > max_dim:
         raise FormatError(f"{where}: dimension {x.shape[1]} > {max_dim} allowed by the descriptor "
                           "track; reduce it (e.g. PCA to 256 fitted on training images).")
-    if not np.isfinite(x).all():
-        raise FormatError(f"{where}: {kind} descriptors contain nan or inf.")
     return x
 
 

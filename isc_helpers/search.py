@@ -12,23 +12,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .io import FormatError
+from .io import FormatError, check_matrix
 
 METRICS = ("ip", "l2")
-
-
-def _as_matrix(x, name: str, d: int | None = None) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise FormatError(f"{name} descriptors must be 2-D [n, d], got shape {x.shape}.")
-    if x.dtype != np.float32:
-        raise FormatError(f"{name} descriptors have dtype {x.dtype}; faiss needs float32 "
-                          "(use x.astype(np.float32)).")
-    if d is not None and x.shape[1] != d:
-        raise FormatError(f"{name} descriptors have dimension {x.shape[1]}, the other side {d}.")
-    if not np.isfinite(x).all():
-        raise FormatError(f"{name} descriptors contain nan or inf.")
-    return np.ascontiguousarray(x)
 
 
 def knn(queries, references, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
@@ -36,8 +22,8 @@ def knn(queries, references, k: int, metric: str = "ip") -> tuple[np.ndarray, np
     import faiss
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}")
-    r = _as_matrix(references, "reference")
-    q = _as_matrix(queries, "query", r.shape[1])
+    r = np.ascontiguousarray(check_matrix(references, "reference", "search"))
+    q = np.ascontiguousarray(check_matrix(queries, "query", "search", r.shape[1]))
     k = min(k, r.shape[0])
     index = faiss.IndexFlatIP(r.shape[1]) if metric == "ip" else faiss.IndexFlatL2(r.shape[1])
     index.add(r)
