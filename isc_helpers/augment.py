@@ -8,6 +8,7 @@ builds its queries (copies and non-copies alike, so the edits give nothing away)
 from __future__ import annotations
 
 import contextlib
+import inspect
 import pickle
 import random
 from dataclasses import dataclass, field
@@ -36,10 +37,49 @@ class EditAssets:
         return im, Path(p).name
 
 
+class _BoxTracker:
+    """Follows where the original image goes through a chain of edits (lesson 01, lesson 04).
+
+    AugLy transforms a bounding box alongside the image when it is given ``bboxes`` and a
+    ``metadata`` list. Note: in AugLy 1.0.0 the ``pascal_voc_norm`` format silently returns
+    the boxes unchanged, so boxes travel here in pixels (``pascal_voc``).
+    """
+
+    def __init__(self, size):
+        self.box = (0.0, 0.0, float(size[0]), float(size[1]))   # left, top, right, bottom
+        self.metadata: list[dict] = []
+
+
+_tracker: _BoxTracker | None = None
+
+
+class _TrackingAugly:
+    """AugLy's functional module, but every call also transforms the tracked box."""
+
+    def __init__(self, module, tracker: _BoxTracker):
+        self._module, self._tracker = module, tracker
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+        if "bboxes" not in inspect.signature(fn).parameters:
+            return fn
+        tracker = self._tracker
+
+        def call(image, *args, **kwargs):
+            meta: list[dict] = []
+            boxes = [tracker.box] if tracker.box is not None else None
+            out = fn(image, *args, metadata=meta, bboxes=boxes, bbox_format="pascal_voc", **kwargs)
+            dst = meta[-1].get("dst_bboxes") if meta else None
+            tracker.box = tuple(float(v) for v in dst[0]) if dst and dst[0] is not None else None
+            tracker.metadata.extend(meta)
+            return out
+        return call
+
+
 def _augly():
     augly_compat.apply()
     import augly.image.functional as F
-    return F
+    return F if _tracker is None else _TrackingAugly(F, _tracker)
 
 
 def _augly_assets() -> Path:
@@ -82,6 +122,12 @@ def rotate(im, s, rng, assets):
 def rotate90(im, s, rng, assets):
     k = int(rng.choice([90, 180, 270]))
     ops = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+    if _tracker is not None and _tracker.box is not None:   # PIL, not AugLy: move the box by hand
+        w, h = im.size
+        l, t, r, b = _tracker.box
+        _tracker.box = {90: (t, w - r, b, w - l), 180: (w - r, h - b, w - l, h - t),
+                        270: (h - b, l, h - t, r)}[k]
+        _tracker.metadata.append({"name": "rotate90", "degrees": k, "dst_bboxes": [_tracker.box]})
     return im.transpose(ops[k]), dict(degrees=k)
 
 
@@ -303,12 +349,61 @@ def sample_recipe(rng: np.random.RandomState, max_edits: int = 3) -> list[tuple[
     return [(names[i], round(float(rng.uniform(0.2, 1.0)), 2)) for i in order]
 
 
-def random_edit(image: Image.Image, seed: int, assets: EditAssets | None = None,
-                max_edits: int = 3) -> tuple[Image.Image, list[dict]]:
-    """Edit an image the way mini-DISC makes its queries; returns (image, log of edits)."""
-    rng = np.random.RandomState(seed % (2 ** 32))
+@dataclass
+class EditTrace:
+    """The result of a chain of edits: the image, the log, and where the original ended up."""
+    image: Image.Image
+    log: list[dict]
+    box: tuple[float, float, float, float] | None   # pixels in ``image``; None if edited away
+    metadata: list[dict]                             # AugLy's own metadata, one dict per call
+
+
+def apply_edits(image: Image.Image, recipe: list[tuple[str, float]], seed: int = 0,
+                assets: EditAssets | None = None, track_box: bool = False) -> EditTrace:
+    """Apply a recipe [(family, strength), ...] in order; each edit gets its own seed.
+
+    With ``track_box=True`` AugLy also moves a box that starts as the whole image, so the
+    trace says where the original is inside the result (what an overlay detector learns).
+    """
+    global _tracker
     log = []
-    for k, (family, strength) in enumerate(sample_recipe(rng, max_edits)):
-        image, params = apply_edit(image, family, strength, seed=seed * 31 + k, assets=assets)
-        log.append({"family": family, "strength": strength, "params": params})
-    return image, log
+    tracker = _BoxTracker(image.size) if track_box else None
+    previous, _tracker = _tracker, tracker
+    try:
+        for k, (family, strength) in enumerate(recipe):
+            image, params = apply_edit(image, family, strength, seed=seed * 31 + k, assets=assets)
+            log.append({"family": family, "strength": strength, "params": params})
+    finally:
+        _tracker = previous
+    return EditTrace(image, log, tracker.box if tracker else None, tracker.metadata if tracker else [])
+
+
+def random_edit(image: Image.Image, seed: int, assets: EditAssets | None = None,
+                max_edits: int = 3, track_box: bool = False):
+    """Edit an image the way mini-DISC makes its queries; returns (image, log of edits).
+
+    With ``track_box=True`` it returns the whole :class:`EditTrace` instead.
+    """
+    rng = np.random.RandomState(seed % (2 ** 32))
+    trace = apply_edits(image, sample_recipe(rng, max_edits), seed, assets, track_box)
+    return trace if track_box else (trace.image, trace.log)
+
+
+# families that change the frame: what is visible of the original, and where it sits
+CROP_HEAVY = ("crop", "overlay_onto_background", "screenshot", "meme", "pad")
+
+
+def query_sets(edits) -> dict[str, list[str]]:
+    """Group queries by their edits (from ``Dataset.edits()``), for per-group evaluation.
+
+    ``crop-heavy``: at least one edit changes the frame (:data:`CROP_HEAVY`);
+    ``pixel-only``: every edit only changes pixel values; and one set per family group
+    (geometry, pixel, overlay, context) holding queries with at least one edit of it.
+    """
+    fams = edits.groupby("query_id").family.apply(set)
+    group_of = {name: f.group for name, f in FAMILIES.items()}
+    out = {"crop-heavy": [q for q, f in fams.items() if f & set(CROP_HEAVY)],
+           "pixel-only": [q for q, f in fams.items() if all(group_of[x] == "pixel" for x in f)]}
+    for g in dict.fromkeys(group_of.values()):
+        out[g] = [q for q, f in fams.items() if any(group_of[x] == g for x in f)]
+    return out

@@ -233,6 +233,23 @@ def _split_pool(profile: Profile, pool: Pool) -> dict[str, list[Path]]:
             "train_filler": filler[:profile.n_train_filler], "overlays": pool.files("overlays")}
 
 
+def edit_assets(purpose: str = "queries", profile: Profile | None = None,
+                pool: Pool | None = None) -> "augment.EditAssets":
+    """The images edits may paste, as mini-DISC uses them (never a reference photo).
+
+    ``queries``: overlay cut-outs, and the non-copy photos as backgrounds (how the queries
+    were made). ``training``: overlay cut-outs, and training photos as backgrounds.
+    """
+    if purpose not in ("queries", "training"):
+        raise ValueError("purpose must be 'queries' or 'training'")
+    profile = profile or get_profile()
+    pool = pool or load_pool()
+    from . import augment
+    split = _split_pool(profile, pool)
+    bg = split["nonmatch_photos"] if purpose == "queries" else split["train_photos"]
+    return augment.EditAssets(overlays=split["overlays"], backgrounds=bg)
+
+
 def _save(im: Image.Image, path: Path, max_side: int) -> None:
     w, h = im.size
     s = max_side / max(w, h)

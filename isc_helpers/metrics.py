@@ -127,23 +127,34 @@ def evaluate(preds: pd.DataFrame, gt, convention: str = "isc2021", validate: boo
                       precision=precision, recall=recall, scores=score)
 
 
-def per_family(preds: pd.DataFrame, gt, edits: pd.DataFrame, convention: str = "isc2021") -> pd.DataFrame:
-    """µAP and recall@1 per edit family.
+def per_group(preds: pd.DataFrame, gt, groups: dict, convention: str = "isc2021",
+              label: str = "group") -> pd.DataFrame:
+    """µAP and recall@1 for groups of queries: ``groups`` maps a name to query ids.
 
-    ``edits`` has one row per (query_id, family) (see ``data.MiniDisc.edits``). For a
-    family, the evaluation keeps the copies edited with it plus every distractor
-    query, so the numbers say how well that family's copies stand out.
+    Each group is evaluated on its copies plus every distractor query, so the numbers
+    say how well that group's copies stand out from all the non-copies.
     """
     preds = validate_predictions(preds, max_rows=None)
     gt = _gt_frame(gt)
     distractors = gt[gt.reference_id == ""]
     rows = []
-    for fam, qs in edits.groupby("family").query_id:
-        pos = gt[(gt.reference_id != "") & gt.query_id.isin(qs)]
+    for name, qs in groups.items():
+        pos = gt[(gt.reference_id != "") & gt.query_id.isin(set(qs))]
         if len(pos) == 0:
             continue
         sub_gt = pd.concat([pos, distractors])
         sub = preds[preds.query_id.isin(sub_gt.query_id)]
         e = evaluate(sub, sub_gt, convention, validate=False)
-        rows.append({"family": fam, "n_copies": len(pos), "uAP": e.uap, "recall@1": e.recall_at_1})
-    return pd.DataFrame(rows).sort_values("recall@1").reset_index(drop=True)
+        rows.append({label: name, "n_copies": len(pos), "uAP": e.uap, "recall@1": e.recall_at_1})
+    return pd.DataFrame(rows, columns=[label, "n_copies", "uAP", "recall@1"])
+
+
+def per_family(preds: pd.DataFrame, gt, edits: pd.DataFrame, convention: str = "isc2021") -> pd.DataFrame:
+    """µAP and recall@1 per edit family, lowest recall@1 first.
+
+    ``edits`` has one row per (query_id, family) (see ``data.Dataset.edits``); a query
+    edited with several families counts in each of them.
+    """
+    groups = {fam: list(qs) for fam, qs in edits.groupby("family").query_id}
+    out = per_group(preds, gt, groups, convention, label="family")
+    return out.sort_values("recall@1", kind="mergesort").reset_index(drop=True)

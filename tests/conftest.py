@@ -4,6 +4,7 @@ import pytest
 
 # Unit tests use the small profile and a private cache, never the user's cache.
 os.environ.setdefault("ISC_PROFILE", "test")
+os.environ.setdefault("ISC_HEADLESS", "1")   # widgets fall back to static figures
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from isc_helpers import augly_compat, augment, data
 
@@ -65,3 +66,67 @@ def test_random_edit_log_and_errors(photo, assets):
         augment.apply_edit(photo, "blur", 2.0)
     with pytest.raises(ValueError, match="background"):
         augment.apply_edit(photo, "overlay_onto_background", 0.5)
+
+
+# ------------------------------------------------- compatibility: one test per repaired entry point
+def _augly_calls(photo):
+    import augly.image as imaugs
+    import augly.image.functional as F
+    box = dict(bboxes=[(10.0, 10.0, 60.0, 50.0)], bbox_format="pascal_voc", metadata=[])
+    return {
+        "meme_format": lambda: F.meme_format(photo, text="TWO\nLINES", caption_height=50),
+        "MemeFormat": lambda: imaugs.MemeFormat(text="OK", caption_height=40)(photo),
+        "perspective_transform": lambda: F.perspective_transform(photo, sigma=30, seed=2),
+        "perspective_transform (with boxes)": lambda: F.perspective_transform(photo, sigma=30, seed=2, **box),
+        "PerspectiveTransform": lambda: imaugs.PerspectiveTransform(sigma=30, seed=2)(photo),
+    }
+
+
+@pytest.mark.parametrize("name", ["meme_format", "MemeFormat", "perspective_transform",
+                                  "perspective_transform (with boxes)", "PerspectiveTransform"])
+def test_each_repaired_augly_entry_point(photo, name):
+    augly_compat.apply()
+    out = _augly_calls(photo)[name]()
+    assert out.size[0] > 0 and not np.array_equal(np.asarray(out.convert("RGB"))[: photo.size[1]], np.asarray(photo))
+
+
+# ------------------------------------------------- box tracking
+def test_tracking_does_not_change_the_edit(photo, assets):
+    for seed in range(8):
+        img, log = augment.random_edit(photo, seed=seed, assets=assets)
+        trace = augment.random_edit(photo, seed=seed, assets=assets, track_box=True)
+        assert trace.log == log and np.array_equal(np.asarray(img), np.asarray(trace.image))
+
+
+def test_box_of_overlay_onto_background_is_where_the_photo_is(photo, assets):
+    trace = augment.apply_edits(photo, [("overlay_onto_background", 0.5)], seed=1, assets=assets, track_box=True)
+    p = trace.log[0]["params"]
+    w, h = trace.image.size
+    l, t, r, b = trace.box
+    assert abs(l - p["x_pos"] * w) < 1 and abs(t - p["y_pos"] * h) < 1
+    assert abs((r - l) - p["overlay_size"] * w) < 1.5
+    region = np.asarray(trace.image.crop(tuple(int(round(v)) for v in trace.box)), float)
+    ref = np.asarray(photo.resize(region.shape[1::-1]), float)
+    assert np.abs(region - ref).mean() < 12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rotate90_moves_the_box_with_the_pixels(photo, seed):
+    # padding first makes a box smaller than the image; rotate90 (PIL, not AugLy) must carry it along
+    trace = augment.apply_edits(photo, [("pad", 0.8), ("rotate90", 0.5)], seed=seed, track_box=True)
+    l, t, r, b = (int(round(v)) for v in trace.box)
+    w, h = trace.image.size
+    assert 0 <= l < r <= w and 0 <= t < b <= h
+    inside = np.asarray(trace.image.crop((l, t, r, b)), float)
+    rot = {90: 1, 180: 2, 270: 3}[trace.log[1]["params"]["degrees"]]
+    ref = np.rot90(np.asarray(photo, float), k=rot)
+    ref = np.asarray(Image.fromarray(ref.astype(np.uint8)).resize(inside.shape[1::-1]), float)
+    assert np.abs(inside - ref).mean() < 12
+
+
+def test_query_sets():
+    import pandas as pd
+    edits = pd.DataFrame({"query_id": ["Q1", "Q1", "Q2", "Q3"], "family": ["crop", "jpeg", "blur", "text"]})
+    s = augment.query_sets(edits)
+    assert s["crop-heavy"] == ["Q1"] and s["pixel-only"] == ["Q2"]
+    assert s["overlay"] == ["Q3"] and sorted(s["pixel"]) == ["Q1", "Q2"]

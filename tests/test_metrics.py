@@ -103,3 +103,16 @@ def test_500k_predictions_score_quickly_enough_to_be_usable():
     t = time.time()
     metrics.evaluate(p, gt)
     assert time.time() - t < 30
+
+
+def test_per_group_keeps_all_distractors():
+    import pandas as pd
+    from isc_helpers import metrics
+    gt = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00002"], "reference_id": ["R000000", "R000001", ""]})
+    preds = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00002"],
+                          "reference_id": ["R000000", "R000009", "R000003"], "score": [0.9, 0.8, 0.95]})
+    out = metrics.per_group(preds, gt, {"a": ["Q00000"], "b": ["Q00001"], "empty": ["Q00002"]}).set_index("group")
+    assert list(out.index) == ["a", "b"]           # a group without copies is left out
+    # group a: its copy (0.9, right) ranks below the distractor's 0.95 -> AP 0.5
+    assert out.loc["a", "uAP"] == pytest.approx(0.5) and out.loc["a", "recall@1"] == 1.0
+    assert out.loc["b", "uAP"] == 0.0 and out.loc["b", "n_copies"] == 1
