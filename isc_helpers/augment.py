@@ -338,15 +338,19 @@ def apply_edit(image: Image.Image, family: str, strength: float, seed: int = 0,
     return _rgb(out), params
 
 
-def sample_recipe(rng: np.random.RandomState, max_edits: int = 3) -> list[tuple[str, float]]:
-    """Draw a list of (family, strength): 1 edit half the time, else 2..max_edits, no family twice."""
+def sample_recipe(rng: np.random.RandomState, max_edits: int = 3,
+                  max_strength: float = 1.0) -> list[tuple[str, float]]:
+    """Draw a list of (family, strength): 1 edit half the time, else 2..max_edits, no family twice.
+
+    Strengths are uniform in [0.2, 1.0], scaled by ``max_strength`` (training raises it over time).
+    """
     n = 1 if rng.rand() < 0.5 else int(rng.randint(2, max_edits + 1))
     names = list(FAMILIES)
     w = np.array([FAMILIES[n_].weight for n_ in names], float)
     chosen = rng.choice(len(names), size=n, replace=False, p=w / w.sum())
     # context edits (screenshot, meme, background) go last, as a re-share would do them
     order = sorted(chosen, key=lambda i: FAMILIES[names[i]].group == "context")
-    return [(names[i], round(float(rng.uniform(0.2, 1.0)), 2)) for i in order]
+    return [(names[i], round(float(rng.uniform(0.2, 1.0)) * max_strength, 2)) for i in order]
 
 
 @dataclass
@@ -379,13 +383,13 @@ def apply_edits(image: Image.Image, recipe: list[tuple[str, float]], seed: int =
 
 
 def random_edit(image: Image.Image, seed: int, assets: EditAssets | None = None,
-                max_edits: int = 3, track_box: bool = False):
+                max_edits: int = 3, track_box: bool = False, max_strength: float = 1.0):
     """Edit an image the way mini-DISC makes its queries; returns (image, log of edits).
 
     With ``track_box=True`` it returns the whole :class:`EditTrace` instead.
     """
     rng = np.random.RandomState(seed % (2 ** 32))
-    trace = apply_edits(image, sample_recipe(rng, max_edits), seed, assets, track_box)
+    trace = apply_edits(image, sample_recipe(rng, max_edits, max_strength), seed, assets, track_box)
     return trace if track_box else (trace.image, trace.log)
 
 

@@ -17,7 +17,27 @@ def main(argv=None) -> int:
     e.add_argument("ground_truth")
     e.add_argument("--convention", default="isc2021", choices=["isc2021", "drivendata"])
     e.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    t = sub.add_parser("train", help="train a copy-detection descriptor (lesson 03); works under torchrun")
+    t.add_argument("--out", required=True, help="run folder: last.pt (resumable), model.pt, summary.json")
+    t.add_argument("--profile", default=None, help="which mini-DISC's training images (test, course)")
+    t.add_argument("--objective", default="sscd", help="sscd, contrastive, barlow_twins or arcface")
+    t.add_argument("--memory", type=int, default=0, help="contrastive: cross-batch memory size")
+    t.add_argument("--backbone", default="efficientnet_lite0")
+    t.add_argument("--no-pretrained", action="store_true", help="random initialisation")
+    t.add_argument("--no-progressive", action="store_true", help="final size and strength from the start")
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--sizes", default="112,128,160", help="input size per third of training")
+    t.add_argument("--dim", type=int, default=256)
+    t.add_argument("--workers", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None, help="cpu, cuda (default: a GPU when present)")
+    t.add_argument("--evaluate", action="store_true", help="then score the dataset's queries (µAP)")
     args = ap.parse_args(argv)
+
+    if args.cmd == "train":
+        return _train(args)
 
     if args.cmd == "check":
         from .checks import main as check_main
@@ -45,6 +65,39 @@ def main(argv=None) -> int:
             atomic_write(Path(args.json), lambda t: Path(t).write_text(json.dumps(ev.as_dict(), indent=1)))
         return 0
     return 1
+
+
+def _train(args) -> int:
+    import os
+    import time
+    from pathlib import Path
+    from . import ssl
+    from .data import DatasetError, load_minidisc
+    from .profile import get_profile
+    try:
+        ds = load_minidisc(get_profile(args.profile), progress=False)
+        cfg = ssl.TrainConfig(objective=args.objective, memory=args.memory, backbone=args.backbone,
+                              pretrained=not args.no_pretrained, progressive=not args.no_progressive,
+                              steps=args.steps, batch_size=args.batch_size, lr=args.lr, dim=args.dim,
+                              sizes=tuple(int(v) for v in args.sizes.split(",")), workers=args.workers,
+                              seed=args.seed)
+        t0 = time.time()
+        result = ssl.train(ds, cfg, args.out, device=args.device)
+    except (ValueError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    summary = {"command": "isc-course " + " ".join(sys.argv[1:]), "config": ssl.asdict(cfg),
+               "train_seconds": round(time.time() - t0, 1), "history": result["history"],
+               "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+    if args.evaluate:
+        summary["evaluation"] = ssl.evaluate_checkpoint(Path(args.out) / "model.pt", ds)
+        print(f"µAP on {ds.name}: {summary['evaluation']['uap']:.4f}")
+    from .io import atomic_write
+    atomic_write(Path(args.out) / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    print(json.dumps({k: summary[k] for k in ("train_seconds", "world_size")}))
+    return 0
 
 
 if __name__ == "__main__":

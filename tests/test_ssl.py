@@ -1,0 +1,108 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from isc_helpers import ssl
+
+
+def test_info_nce_by_hand():
+    z = torch.eye(2)
+    # each view: partner similarity 1, two others 0 -> CE = log(2 + e) - 1
+    assert ssl.info_nce(z, z.clone(), temperature=1.0).item() == pytest.approx(math.log(2 + math.e) - 1, abs=1e-6)
+    # swapping partners makes it worse
+    assert ssl.info_nce(z, z.flip(0), temperature=1.0) > ssl.info_nce(z, z, temperature=1.0)
+
+
+def test_koleo_is_minus_log_nearest_distance():
+    angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3])
+    z = torch.stack([angles.cos(), angles.sin()], 1)
+    assert ssl.koleo(z).item() == pytest.approx(-math.log(math.sqrt(3)), abs=1e-5)
+    crowded = F.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]]), dim=1)
+    assert ssl.koleo(crowded) > ssl.koleo(z)        # crowded points: higher loss
+
+
+def test_contrastive_margins_and_memory():
+    z = torch.eye(4)                                   # negatives sqrt(2) apart > margin 1
+    labels = torch.arange(4)
+    assert ssl.contrastive(z, z.clone(), labels).item() == pytest.approx(0.0)
+    bank = ssl.MemoryBank(size=5, dim=4)
+    near = F.normalize(torch.eye(4) + 0.2, dim=1)    # a memory close to the batch, other labels
+    bank.add(near, torch.arange(10, 14))
+    loss = ssl.contrastive(z, z.clone(), labels, bank)
+    assert loss.item() > 0                             # memory negatives inside the margin count
+    assert len(bank) == 5                              # capped, newest first
+    assert bank.labels[:4].tolist() == [0, 1, 2, 3]
+
+
+def test_barlow_twins_identity_is_minimal():
+    torch.manual_seed(0)
+    z = torch.randn(256, 8)
+    z = (z - z.mean(0)) / z.std(0)
+    same = ssl.barlow_twins(z, z.clone()).item()
+    other = ssl.barlow_twins(z, torch.randn(256, 8)).item()
+    assert same < 0.1 < other
+
+
+def test_arcface_margin_makes_it_harder():
+    torch.manual_seed(0)
+    z = F.normalize(torch.randn(6, 8), dim=1)
+    head = ssl.ArcFace(8, 6, margin=0.4, scale=10)
+    labels = torch.arange(6)
+    with_margin = head(z, labels)
+    head.margin = 0.0
+    assert with_margin > head(z, labels)
+
+
+def test_stage_schedule():
+    cfg = ssl.TrainConfig(steps=90, sizes=(64, 96, 128), strengths=(0.3, 0.6, 1.0))
+    assert [cfg.stage(s) for s in (0, 29, 30, 60, 89)] == [(64, 0.3), (64, 0.3), (96, 0.6), (128, 1.0), (128, 1.0)]
+    cfg.progressive = False
+    assert cfg.stage(0) == (128, 1.0)
+
+
+TINY = dict(steps=4, batch_size=6, sizes=(64, 64, 64), n_val=24, val_every=2, ckpt_every=2, workers=0, dim=32)
+
+
+def test_train_checkpoints_and_resume_exactly(minidisc, tmp_path):
+    cfg = ssl.TrainConfig(objective="contrastive", memory=32, **TINY)
+    full = ssl.train(minidisc, cfg, tmp_path / "a", device="cpu", progress=False)
+    assert full["done"] and [h["step"] for h in full["history"]] == [0, 2, 4]
+    # interrupted after 2 steps, then resumed: the same weights as the uninterrupted run
+    part = ssl.train(minidisc, cfg, tmp_path / "b", device="cpu", progress=False, stop_after=2)
+    assert not part["done"] and not (tmp_path / "b" / "model.pt").exists()
+    ssl.train(minidisc, cfg, tmp_path / "b", device="cpu", progress=False)
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    net, cfg2, hist = ssl.load_descriptor(tmp_path / "a" / "model.pt")
+    assert cfg2.objective == "contrastive" and len(hist) == 3
+    # a different configuration refuses to resume from the same folder
+    with pytest.raises(ValueError, match="different configuration"):
+        ssl.train(minidisc, ssl.TrainConfig(objective="sscd", **TINY), tmp_path / "b", device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("objective", ["sscd", "barlow_twins", "arcface"])
+def test_each_objective_trains(minidisc, tmp_path, objective):
+    cfg = ssl.TrainConfig(objective=objective, **dict(TINY, steps=2, val_every=2))
+    out = ssl.train(minidisc, cfg, tmp_path, device="cpu", progress=False)
+    assert np.isfinite(out["history"][-1]["loss"])
+
+
+def test_torchrun_two_processes(minidisc, tmp_path):
+    """The training command under torchrun: DDP with gloo, 2 CPU processes."""
+    env = dict(os.environ, ISC_PROFILE="test", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "isc_helpers.cli", "train", "--out", str(tmp_path / "ddp"), "--steps", "2",
+           "--batch-size", "4", "--sizes", "64,64,64", "--dim", "32", "--workers", "0", "--objective", "sscd"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["history"][-1]["step"] == 2
+    torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)
