@@ -263,7 +263,17 @@ _MEME_WORDS = ["LOL", "WOW", "NO WAY", "ME TOO", "SO TRUE", "MONDAY", "OK", "EPI
 def meme(im, s, rng, assets):
     p = dict(text=_MEME_WORDS[rng.randint(len(_MEME_WORDS))],
              caption_height=int(max(20, im.size[1] * (0.1 + 0.25 * s))))
-    return _augly().meme_format(im, **p), p
+    F = _augly()
+    # AugLy shrinks the font in steps of 5 until the caption fits, and fails when the font size
+    # reaches 0 (a long word on a narrow image): then a shorter word, then an empty caption bar.
+    for text in dict.fromkeys([p["text"], "OK", ""]):
+        try:
+            out = F.meme_format(im, text=text, caption_height=p["caption_height"])
+            break
+        except ValueError:
+            continue
+    p["text"] = text
+    return out, p
 
 
 def stripes(im, s, rng, assets):

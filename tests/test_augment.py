@@ -130,3 +130,10 @@ def test_query_sets():
     s = augment.query_sets(edits)
     assert s["crop-heavy"] == ["Q1"] and s["pixel-only"] == ["Q2"]
     assert s["overlay"] == ["Q3"] and sorted(s["pixel"]) == ["Q1", "Q2"]
+
+
+def test_meme_on_a_narrow_image_does_not_fail():
+    narrow = Image.new("RGB", (24, 200), (120, 130, 140))
+    for seed in range(20):
+        out, p = augment.apply_edit(narrow, "meme", 1.0, seed=seed)
+        assert out.size[0] == 24 and out.size[1] == 200 + p["caption_height"]
