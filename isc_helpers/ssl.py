@@ -212,7 +212,7 @@ def default_config(profile=None, **overrides) -> TrainConfig:
 def example_views(ds, cfg: TrainConfig, step: int, n: int = 4):
     """The first ``n`` training pairs (two edited views of one image) the loop would see at ``step``."""
     from . import augment, data
-    train_ids, _ = _split(ds, cfg)
+    train_ids, _ = split_training(ds, cfg)
     images = _load_small(ds, train_ids, cfg.image_side)
     _, strength = cfg.stage(step)
     rng = np.random.RandomState(_seed(cfg.seed, step, 0) % (2 ** 32))
@@ -234,7 +234,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return models.DescriptorNet(backbone, dim=cfg.dim, p=cfg.gem_p)
 
 
-def _split(ds, cfg: TrainConfig) -> tuple[list[str], list[str]]:
+def split_training(ds, cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """(training ids, validation ids): a seeded split of the training images, never the queries."""
     if cfg.train_on not in ("photos", "all"):
         raise ValueError("train_on must be 'photos' or 'all'")
@@ -388,7 +388,7 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    train_ids, val_ids = _split(ds, cfg)
+    train_ids, val_ids = split_training(ds, cfg)
     images = _load_small(ds, train_ids, cfg.image_side)
     net = build_model(cfg).to(device)
     head = ArcFace(cfg.dim, len(images), cfg.arcface_margin, cfg.arcface_scale).to(device) \
@@ -474,18 +474,24 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
             "done": step == cfg.steps}
 
 
+def search_with(net, ds, size: int, k: int = 10, device=None):
+    """Predictions of a descriptor network on a dataset: extract queries and references, search."""
+    from . import models, search
+    q = models.extract(net, ds.paths("query"), size=size, device=device)
+    r = models.extract(net, ds.paths("reference"), size=size, device=device)
+    return search.search(q, ds.query_ids, r, ds.reference_ids, k=k)
+
+
 def evaluate_checkpoint(path, ds, k: int = 10, device=None) -> dict:
     """Score a trained descriptor on a dataset's queries: µAP, recall@P90, recall@1, images/s."""
-    from . import metrics, models, search
+    from . import metrics
     net, cfg, _ = load_descriptor(path, device)
-    size = cfg.sizes[-1]
     t0 = time.perf_counter()
-    q = models.extract(net, ds.paths("query"), size=size, device=device)
-    seconds = time.perf_counter() - t0
-    r = models.extract(net, ds.paths("reference"), size=size, device=device)
-    ev = metrics.evaluate(search.search(q, ds.query_ids, r, ds.reference_ids, k=k), ds.ground_truth())
+    preds = search_with(net, ds, cfg.sizes[-1], k, device)
+    seconds = time.perf_counter() - t0                 # extraction of every image, plus the search
+    ev = metrics.evaluate(preds, ds.ground_truth())
     return {"uap": ev.uap, "recall_at_p90": ev.recall_at_p90, "recall_at_1": ev.recall_at_1,
-            "images_per_second": len(q) / seconds}
+            "images_per_second": (len(ds.query_ids) + len(ds.reference_ids)) / seconds}
 
 
 def export_descriptor(src, dst, half: bool = True, **provenance) -> Path:

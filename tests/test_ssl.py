@@ -120,9 +120,9 @@ def test_photo_training_split_excludes_filler(minidisc):
     photos = minidisc.photo_train_ids()
     assert photos and all(src[i].startswith("photos/") for i in photos)
     cfg = ssl.TrainConfig(**TINY)
-    tr, va = ssl._split(minidisc, cfg)
+    tr, va = ssl.split_training(minidisc, cfg)
     assert set(tr) | set(va) == set(photos) and not set(tr) & set(va)
-    tr_all, va_all = ssl._split(minidisc, ssl.TrainConfig(**dict(TINY, train_on="all")))
+    tr_all, va_all = ssl.split_training(minidisc, ssl.TrainConfig(**dict(TINY, train_on="all")))
     assert len(tr_all) + len(va_all) == len(minidisc.train_ids)
 
 
