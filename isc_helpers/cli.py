@@ -94,7 +94,8 @@ def _train(args) -> int:
         return 2
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    summary = {"command": "isc-course " + " ".join(sys.argv[1:]), "config": ssl.asdict(cfg),
+    from dataclasses import asdict
+    summary = {"command": "isc-course " + " ".join(sys.argv[1:]), "config": asdict(cfg),
                "train_seconds": round(time.time() - t0, 1), "history": result["history"],
                "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
     if args.evaluate:

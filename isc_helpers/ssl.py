@@ -17,8 +17,14 @@ scales them down for a CPU are in lesson 03.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -137,13 +143,6 @@ OBJECTIVES = ("sscd", "contrastive", "barlow_twins", "arcface")
 
 
 # ====================================================================== training
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 
 @dataclass
@@ -211,15 +210,12 @@ def default_config(profile=None, **overrides) -> TrainConfig:
 
 def example_views(ds, cfg: TrainConfig, step: int, n: int = 4):
     """The first ``n`` training pairs (two edited views of one image) the loop would see at ``step``."""
-    from . import augment, data
+    from . import data
     train_ids, _ = split_training(ds, cfg)
-    images = _load_small(ds, train_ids, cfg.image_side)
-    _, strength = cfg.stage(step)
-    rng = np.random.RandomState(_seed(cfg.seed, step, 0) % (2 ** 32))
-    idx = rng.choice(len(images), size=min(cfg.batch_size, len(images)), replace=False)[:n]
+    idx = _batch_indices(cfg, step, 0, len(train_ids))[:n]
+    images = _load_small(ds, [train_ids[k] for k in idx], cfg.image_side)   # only the images shown
     assets = data.edit_assets("training")
-    return [tuple(augment.random_edit(images[k], seed=_seed(cfg.seed, step, 0, j, v), assets=assets,
-                                      max_strength=strength)[0] for v in range(2)) for j, k in enumerate(idx)]
+    return [_two_views(im, cfg, step, 0, j, assets) for j, im in enumerate(images)]
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -261,6 +257,20 @@ def _seed(*parts) -> int:
     return h
 
 
+def _batch_indices(cfg: TrainConfig, step: int, rank: int, n_images: int) -> np.ndarray:
+    """Which training images make up the batch of (step, rank): derived from the seed alone."""
+    rng = np.random.RandomState(_seed(cfg.seed, step, rank) % (2 ** 32))
+    return rng.choice(n_images, size=min(cfg.batch_size, n_images), replace=False)
+
+
+def _two_views(image, cfg: TrainConfig, step: int, rank: int, j: int, assets):
+    """The two edited views of the j-th image of a batch (edit strength from the schedule)."""
+    from . import augment
+    _, strength = cfg.stage(step)
+    return tuple(augment.random_edit(image, seed=_seed(cfg.seed, step, rank, j, v), assets=assets,
+                                     max_strength=strength)[0] for v in range(2))
+
+
 class _Batches(torch.utils.data.Dataset):
     """Item ``step`` = one training batch: two edited views of ``batch_size`` images, and their labels.
 
@@ -275,19 +285,12 @@ class _Batches(torch.utils.data.Dataset):
         return self.cfg.steps - self.start
 
     def __getitem__(self, i):
-        from . import augment, models
+        from . import models
         step = self.start + i
-        cfg = self.cfg
-        size, strength = cfg.stage(step)
-        rng = np.random.RandomState(_seed(cfg.seed, step, self.rank) % (2 ** 32))
-        idx = rng.choice(len(self.images), size=min(cfg.batch_size, len(self.images)), replace=False)
-        views = [[], []]
-        for j, k in enumerate(idx):
-            for v in range(2):
-                s = _seed(cfg.seed, step, self.rank, j, v)
-                im, _ = augment.random_edit(self.images[k], seed=s, assets=self.assets, max_strength=strength)
-                views[v].append(im)
-        x1, x2 = (models.preprocess(v, size) for v in views)
+        size, _ = self.cfg.stage(step)
+        idx = _batch_indices(self.cfg, step, self.rank, len(self.images))
+        pairs = [_two_views(self.images[k], self.cfg, step, self.rank, j, self.assets) for j, k in enumerate(idx)]
+        x1, x2 = (models.preprocess([p[v] for p in pairs], size) for v in range(2))
         return x1, x2, torch.as_tensor(idx, dtype=torch.long)
 
 
