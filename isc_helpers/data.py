@@ -402,3 +402,88 @@ def open_dataset(profile: Profile | None = None, progress: bool = True) -> Datas
     """The dataset of the active profile: mini-DISC, or real DISC21 for 'full'."""
     profile = profile or get_profile()
     return load_disc21() if profile.uses_disc21 else load_minidisc(profile, progress)
+
+
+# ------------------------------------------------------------------ tuning set
+def build_tuning_set(ds: Dataset, seed: int = 7, max_photos: int = 600, queries_per_photo: int = 2,
+                     progress: bool = True) -> Dataset:
+    """A small copy-detection task made only from a dataset's *training* images (lesson 06).
+
+    Parameters of post-processing (k, beta, factor...) are chosen on it, never on the
+    evaluation queries. The training photos are split in three: copied (references, each
+    with ``queries_per_photo`` edited queries), non-copied (as many edited distractor queries each) and background
+    (its own training set, with half of the non-photo training images; the other half pad
+    the references). Edits come from the same sampler as mini-DISC, pasting training photos
+    only. Written once, atomically, to ``<cache>/tuning/``; returned as a :class:`Dataset`.
+    """
+    from tqdm.auto import tqdm
+    from . import augment
+    all_photos = list(ds.photo_train_ids())
+    photos = list(all_photos)
+    if len(photos) < 9:
+        raise DatasetError(f"{ds.name}: a tuning set needs at least 9 training photos, found {len(photos)}.")
+    rng = np.random.RandomState(seed)
+    photos = [photos[i] for i in rng.permutation(len(photos))][:max_photos]
+    photo_set = set(all_photos)
+    other = [i for i in ds.train_ids if i not in photo_set]
+    other = [other[i] for i in rng.permutation(len(other))][:2 * max_photos]
+    third = len(photos) // 3
+    copied, noncopy, background = photos[:third], photos[third:2 * third], photos[2 * third:]
+    pad, bg_other = other[: len(other) // 2], other[len(other) // 2:]
+    key = hashlib.sha1(json.dumps([str(Path(ds.root).resolve()), seed, max_photos, queries_per_photo, ds.train_ids[:50],
+                                   len(ds.train_ids), BUILDER_VERSION]).encode()).hexdigest()[:10]
+    out = cache_dir() / "tuning" / f"{Path(ds.root).name}-{key}"
+    if not (out / "recipe.json").is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            for sub in ("reference", "query", "train"):
+                (tmp / sub).mkdir()
+            sources = []
+            refs = copied + pad
+            ref_of = {}
+            for i, j in enumerate(tqdm(rng.permutation(len(refs)), desc="tuning references", disable=not progress)):
+                rid = iio.make_id("reference", i)
+                ref_of[refs[j]] = rid
+                src = ds.image_path(refs[j])
+                shutil.copyfile(src, tmp / "reference" / f"{rid}{src.suffix.lower()}")
+                sources.append({"image_id": rid, "train_id": refs[j]})
+            pool = load_pool()
+            assets = augment.EditAssets(overlays=pool.files("overlays"),
+                                        backgrounds=[ds.image_path(t) for t in background])
+            plan = [(t, ref_of[t]) for t in copied for _ in range(queries_per_photo)]
+            plan += [(t, "") for t in noncopy for _ in range(queries_per_photo)]
+            gt_rows, edit_rows = [], []
+            for i, j in enumerate(tqdm(rng.permutation(len(plan)), desc="tuning queries", disable=not progress)):
+                src, rid = plan[j]
+                qid = iio.make_id("query", i)
+                img, log = augment.random_edit(ds.load(src), seed=seed * 1_000_003 + i, assets=assets)
+                _save(img, tmp / "query" / f"{qid}.jpg", 512)
+                gt_rows.append({"query_id": qid, "reference_id": rid})
+                sources.append({"image_id": qid, "train_id": src})
+                for step, e in enumerate(log):
+                    edit_rows.append({"query_id": qid, "step": step, "family": e["family"],
+                                      "strength": e["strength"], "params": json.dumps(e["params"])})
+            bg = background + bg_other
+            for i, j in enumerate(tqdm(rng.permutation(len(bg)), desc="tuning background", disable=not progress)):
+                tid = iio.make_id("train", i)
+                src = ds.image_path(bg[j])
+                shutil.copyfile(src, tmp / "train" / f"{tid}{src.suffix.lower()}")
+                sources.append({"image_id": tid, "train_id": bg[j]})
+            pd.DataFrame(gt_rows).to_csv(tmp / "ground_truth.csv", index=False)
+            pd.DataFrame(edit_rows, columns=["query_id", "step", "family", "strength", "params"]).to_csv(
+                tmp / "edits.csv", index=False)
+            pd.DataFrame(sources).to_csv(tmp / "tuning_sources.csv", index=False)
+            (tmp / "recipe.json").write_text(json.dumps({"from": ds.name, "seed": seed, "copied": len(copied),
+                                                         "noncopy": len(noncopy), "background": len(bg),
+                                                         "reference_padding": len(pad)}, indent=1))
+            try:
+                os.rename(tmp, out)
+            except OSError:
+                if not (out / "recipe.json").is_file():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return Dataset(f"tuning set of {ds.name}", out, out / "query", out / "reference", out / "train",
+                   out / "ground_truth.csv", out / "edits.csv")
