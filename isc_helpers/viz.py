@@ -184,18 +184,80 @@ def query_browser(ds, preds, gt, k: int = 5, query_ids=None, static_queries: int
             plt.show()
         return None
     import ipywidgets as W
-    from IPython.display import display
     pick = W.Dropdown(options=query_ids, description="query")
+
+    def figure():
+        images, titles = _browse_one(ds, preds, gt, pick.value, k)
+        return show_images(images, titles, ncols=k + 1, size=2.2)
+    return _picker_panel(pick, figure, "isc-browser")
+
+
+def _picker_panel(pick, figure, css_class: str):
+    """One control above a figure that is redrawn whenever the control changes."""
+    import ipywidgets as W
+    from IPython.display import display
     out = W.Output()
 
     def render(*_):
         with out:
             out.clear_output(wait=True)
-            images, titles = _browse_one(ds, preds, gt, pick.value, k)
-            plt.show(show_images(images, titles, ncols=k + 1, size=2.2))
+            plt.show(figure())
     pick.observe(render, names="value")
     panel = W.VBox([pick, out])
-    panel.add_class("isc-browser")
+    panel.add_class(css_class)
     render()
     display(panel)
     return panel
+
+
+# ------------------------------------------------------------------ lesson 05: matches
+def draw_matches(query_image, ref_image, result, ax=None, title: str = "", max_lines: int = 150):
+    """Query (left) and reference (right) side by side with match lines: inliers of the
+    homography in green, other ratio-test matches in red. Positions are in the images
+    as resized for SIFT, so both are resized to the sizes the keypoints were found at."""
+    from PIL import Image
+    from .local import _grey
+    qa = np.asarray(query_image.convert("RGB").resize(_grey(query_image, 512).shape[::-1], Image.BILINEAR))
+    ra = np.asarray(ref_image.convert("RGB").resize(_grey(ref_image, 512).shape[::-1], Image.BILINEAR))
+    h = max(qa.shape[0], ra.shape[0])
+    canvas = np.full((h, qa.shape[1] + ra.shape[1], 3), 255, np.uint8)
+    canvas[:qa.shape[0], :qa.shape[1]] = qa
+    canvas[:ra.shape[0], qa.shape[1]:] = ra
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 9 * h / canvas.shape[1] + 0.4))
+    ax.imshow(canvas)
+    ax.axis("off")
+    order = np.argsort(~result.inliers, kind="stable")[:max_lines]     # inliers first
+    for i in order:
+        (x0, y0), (x1, y1) = result.src[i], result.dst[i]
+        ax.plot([x0, x1 + qa.shape[1]], [y0, y1], "-", lw=0.7,
+                c="limegreen" if result.inliers[i] else "red", alpha=0.8 if result.inliers[i] else 0.4)
+    ax.set_title(title or f"{result.n_matches} ratio-test matches, {result.n_inliers} inliers", fontsize=9)
+    return ax
+
+
+def _match_view(ds, verified, qfeat, rfeat, gt, query_id, **verify_kwargs):
+    from . import verify
+    true = dict(zip(gt.query_id, gt.reference_id)).get(query_id, "")
+    rows = verified[verified.query_id == query_id].sort_values("n_inliers", ascending=False, kind="mergesort")
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4))
+    for ax, (_, row) in zip(axes, list(rows.head(2).iterrows())):
+        res = verify.verify_pair(qfeat[query_id], rfeat[row.reference_id], **verify_kwargs)
+        mark = "✔ true match" if row.reference_id == true else "not the original"
+        draw_matches(ds.load(query_id), ds.load(row.reference_id), res, ax,
+                     f"{query_id} vs {row.reference_id} ({mark}): {res.n_inliers} inliers / {res.n_matches} matches")
+    fig.tight_layout()
+    return fig
+
+
+def match_browser(ds, verified, qfeat, rfeat, gt, query_ids=None, static_queries: int = 2, **verify_kwargs):
+    """Step through queries: the two candidates with most inliers, their match lines drawn."""
+    query_ids = list(query_ids if query_ids is not None else sorted(verified.query_id.unique()))
+    if not has_frontend():
+        for q in query_ids[:static_queries]:
+            plt.show(_match_view(ds, verified, qfeat, rfeat, gt, q, **verify_kwargs))
+        return None
+    import ipywidgets as W
+    pick = W.IntSlider(value=0, min=0, max=len(query_ids) - 1, description="query #")
+    return _picker_panel(pick, lambda: _match_view(ds, verified, qfeat, rfeat, gt, query_ids[pick.value],
+                                                   **verify_kwargs), "isc-match-browser")

@@ -1,0 +1,128 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from isc_helpers import data, local, verify
+
+
+@pytest.fixture(scope="module")
+def photos():
+    pool = data.load_pool()
+    a = data.load_image(pool.files("photos")[0]).convert("RGB").resize((480, 360))
+    b = data.load_image(pool.files("photos")[1]).convert("RGB").resize((480, 360))
+    return a, b
+
+
+def test_sift_and_rootsift(photos):
+    f = local.sift(photos[0], n_features=300)
+    assert 50 < len(f) <= 300 and f.desc.dtype == np.uint8 and f.desc.shape[1] == 128
+    assert f.size == (480, 360)
+    assert (f.xy >= 0).all() and (f.xy[:, 0] < 480).all() and (f.xy[:, 1] < 360).all()
+    r = f.root()
+    assert np.allclose(np.linalg.norm(r, axis=1), 1, atol=1e-4)     # sqrt of an L1-normalised row
+    big = photos[0].resize((1200, 900))
+    assert local.sift(big, max_side=512).size == (512, 384)          # resized before detection
+    blank = local.sift(Image.new("RGB", (100, 100), "grey"))
+    assert len(blank) == 0 and blank.desc.shape == (0, 128)
+
+
+def test_verification_finds_the_known_geometry(photos):
+    a, b = photos
+    crop = a.crop((100, 60, 420, 300)).resize((480, 360))       # scale 1.5 about the crop corner
+    fa, fc, fb = local.sift(a), local.sift(crop), local.sift(b)
+    same = verify.verify_pair(fc, fa, method="magsac")
+    other = verify.verify_pair(fc, fb, method="magsac")
+    assert same.n_inliers >= 30 and other.n_inliers < 10, (same.n_inliers, other.n_inliers)
+    # the homography maps crop pixels back to the original: x_a = x_c / 1.5 + (100, 60)
+    pts = np.array([[0, 0, 1], [480, 0, 1], [240, 180, 1]], float)
+    mapped = (same.H @ pts.T).T
+    mapped = mapped[:, :2] / mapped[:, 2:]
+    want = pts[:, :2] / 1.5 + [100, 60]
+    assert np.abs(mapped - want).max() < 3.0
+    assert verify.verify_pair(fc, fa, method="ransac").n_inliers >= 30
+    with pytest.raises(ValueError):
+        verify.geometric(same.src, same.dst, method="lmeds")
+
+
+def test_ratio_test_hand_case():
+    e = np.eye(128, dtype=np.float32)
+    a_desc = np.stack([e[0] * 200, e[1] * 200]).astype(np.uint8)
+    # b: an exact copy of a[0]; two equally close candidates for a[1]
+    b_desc = np.stack([e[0] * 200, e[1] * 100 + e[2] * 100, e[1] * 100 + e[3] * 100]).astype(np.uint8)
+    a = local.LocalFeatures(np.array([[1, 1], [2, 2]], np.float32), a_desc, (10, 10))
+    b = local.LocalFeatures(np.array([[5, 5], [6, 6], [7, 7]], np.float32), b_desc, (10, 10))
+    src, dst = verify.match(a, b, ratio=0.8, root=False)
+    assert src.tolist() == [[1, 1]] and dst.tolist() == [[5, 5]]    # the ambiguous one is dropped
+    assert verify.geometric(src, dst)[0] is None                    # fewer than 4 matches: no model
+
+
+def test_logistic_fit_recovers_known_weights():
+    rs = np.random.RandomState(0)
+    x = rs.randn(20000, 1) * 2
+    p = 1 / (1 + np.exp(-(1.5 * x[:, 0] - 0.5)))
+    y = rs.rand(20000) < p
+    w = verify.fit_logistic(x, y, l2=0.0)
+    assert np.allclose(w, [1.5, -0.5], atol=0.08)
+    with pytest.raises(ValueError, match="both"):
+        verify.fit_logistic(x[:10], np.ones(10))
+
+
+def test_fusion_and_labels():
+    v = pd.DataFrame({"query_id": ["Q00000", "Q00000", "Q00001"], "reference_id": ["R000001", "R000002", "R000003"],
+                      "score": [0.9, 0.8, 0.5], "n_inliers": [50, 2, 40]})
+    gt = pd.DataFrame({"query_id": ["Q00000", "Q00001"], "reference_id": ["R000001", "R000003"]})
+    assert verify.label(v, gt).tolist() == [1, 0, 1]
+    f = verify.Fusion({"global": np.array([10.0, -7.0]), "local": np.array([2.0, -6.0]),
+                       "both": np.array([5.0, 1.0, -8.0])})
+    s = f.apply(v, "sum").score.to_numpy()
+    g = 1 / (1 + np.exp(-(10 * v.score - 7)))
+    l = 1 / (1 + np.exp(-(2 * np.log1p(v.n_inliers) - 6)))
+    assert np.allclose(s, g + l)
+    assert np.allclose(f.apply(v, "max").score, np.maximum(g, l))
+    assert f.apply(v, "local").score.iloc[2] > f.apply(v, "local").score.iloc[1]
+    with pytest.raises(ValueError):
+        f.apply(v, "mean")
+
+
+def test_feature_store_cache_and_votes(minidisc):
+    r = local.for_dataset(minidisc, "reference", progress=False)
+    again = local.for_dataset(minidisc, "reference", progress=False)
+    rid = minidisc.reference_ids[3]
+    assert np.array_equal(r[rid].desc, again[rid].desc) and r[rid].size == again[rid].size
+    assert r.offsets[-1] == len(r.desc)
+    # a query store made of three references: each votes for itself first
+    ids = minidisc.reference_ids[:3]
+    q = local.FeatureStore.pack(["Q00000", "Q00001", "Q00002"], [r[i] for i in ids])
+    votes, idx = local.keypoint_votes(q, r, k=2, per_image=50)
+    assert [minidisc.reference_ids[i] for i in idx[:, 0]] == list(ids)
+    cand = local.vote_candidates(votes, idx, q.ids, r.ids)
+    assert set(cand.columns) == {"query_id", "reference_id", "votes"} and len(cand) <= 6
+
+
+def test_verify_candidates_keeps_top_k_and_ranks(minidisc):
+    qf = local.for_dataset(minidisc, "query", progress=False)
+    rf = local.for_dataset(minidisc, "reference", progress=False)
+    q = minidisc.query_ids[:2]
+    preds = pd.DataFrame({"query_id": [q[0]] * 3 + [q[1]] * 2,
+                          "reference_id": minidisc.reference_ids[:3] + minidisc.reference_ids[:2],
+                          "score": [0.1, 0.9, 0.5, 0.3, 0.2]})
+    v = verify.verify_candidates(preds, qf, rf, k=2)
+    assert len(v) == 4 and v.groupby("query_id")["rank"].max().tolist() == [1, 1]
+    assert v[v.query_id == q[0]].reference_id.tolist() == [minidisc.reference_ids[1], minidisc.reference_ids[2]]
+    assert {"n_matches", "n_inliers", "seconds"} <= set(v.columns)
+    u = verify.union(preds, preds.head(1))
+    assert len(u) == len(preds)
+
+
+def test_draw_matches_colours_inliers(photos):
+    import matplotlib
+    matplotlib.use("Agg")
+    from isc_helpers import viz
+    a = photos[0]
+    crop = a.crop((100, 60, 420, 300)).resize((480, 360))
+    res = verify.verify_pair(local.sift(crop), local.sift(a))
+    ax = viz.draw_matches(crop, a, res, max_lines=1000)
+    colours = [line.get_color() for line in ax.lines]
+    assert colours.count("limegreen") == res.n_inliers
+    assert colours.count("red") == res.n_matches - res.n_inliers
