@@ -487,3 +487,60 @@ def build_tuning_set(ds: Dataset, seed: int = 7, max_photos: int = 600, queries_
                 shutil.rmtree(tmp)
     return Dataset(f"tuning set of {ds.name}", out, out / "query", out / "reference", out / "train",
                    out / "ground_truth.csv", out / "edits.csv")
+
+
+def _replayer(ds: Dataset):
+    from . import augment
+    recipe_file = Path(ds.root) / "recipe.json"
+    src_file = Path(ds.root) / "sources.csv"
+    if not recipe_file.is_file() or not src_file.is_file():
+        raise DatasetError(f"{ds.name}: queries can only be replayed for a mini-DISC build.")
+    recipe = json.loads(recipe_file.read_text())
+    profile = Profile(**recipe["profile"])
+    pool = load_pool()
+    if recipe["pool"] != pool.fingerprint:
+        raise DatasetError("The photo pool changed since this mini-DISC was built; rebuild it.")
+    split = _split_pool(profile, pool)
+    assets = augment.EditAssets(overlays=split["overlays"], backgrounds=split["nonmatch_photos"])
+    src = pd.read_csv(src_file, dtype=str).set_index("image_id").pool_file
+
+    def replay(query_id: str):
+        return augment.random_edit(load_image(pool.root / src[query_id]), seed=profile.seed * 100_003 + int(query_id[1:]),
+                                   assets=assets, track_box=True)
+    return replay
+
+
+def replay_query(ds: Dataset, query_id: str):
+    """Rebuild one mini-DISC query from the build's seeds, with box tracking (an
+    :class:`~isc_helpers.augment.EditTrace`, before the query was resized and saved)."""
+    return _replayer(ds)(query_id)
+
+
+def query_boxes(ds: Dataset, query_ids: list[str] | None = None) -> pd.DataFrame:
+    """Where each copy's original sits inside the mini-DISC query (lesson 04's overlay ground
+    truth): the query's edits are replayed from the build's seeds with box tracking.
+
+    Returns one row per copy query: x0, y0, x1, y1 in query pixels (clipped to the image) and
+    ``area``, the fraction of the query the original covers. mini-DISC only.
+    """
+    replay = _replayer(ds)
+    gt = ds.ground_truth()
+    copies = gt[gt.reference_id != ""].query_id
+    wanted = [q for q in copies if query_ids is None or q in set(query_ids)]
+    rows = []
+    for qid in wanted:
+        trace = replay(qid)
+        with Image.open(ds.image_path(qid)) as saved:
+            sw, sh = saved.size
+        ew, eh = trace.image.size
+        if trace.box is None:
+            continue
+        x0, y0, x1, y1 = trace.box
+        sx, sy = sw / ew, sh / eh
+        x0, x1 = max(0.0, x0 * sx), min(float(sw), x1 * sx)
+        y0, y1 = max(0.0, y0 * sy), min(float(sh), y1 * sy)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        rows.append({"query_id": qid, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+                     "area": (x1 - x0) * (y1 - y0) / (sw * sh)})
+    return pd.DataFrame(rows, columns=["query_id", "x0", "y0", "x1", "y1", "area"])

