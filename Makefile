@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= course
 LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+INDEX := notebooks/index.ipynb
 OUT := build/course
 
 .PHONY: help venv system-deps check data course lab test unit nbtest students lock clean
@@ -49,7 +50,7 @@ data: venv
 
 course: venv data
 	@mkdir -p $(OUT)
-	@for nb in $(LESSONS); do \
+	@for nb in $(INDEX) $(LESSONS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
 	  ISC_HEADLESS=1 ISC_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(OUT) \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" --log-level=WARN || exit 1; \
@@ -65,10 +66,10 @@ unit: venv
 	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q tests
 
 nbtest: venv
-	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q --nbval-lax $(LESSONS)
+	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q --nbval-lax $(INDEX) $(LESSONS)
 
 test: venv system-deps
-	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q tests --nbval-lax $(LESSONS)
+	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q tests --nbval-lax $(INDEX) $(LESSONS)
 
 students: venv
 	$(BIN)/python tools/make_student_copies.py

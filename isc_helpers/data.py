@@ -153,6 +153,12 @@ class Dataset:
     def load(self, image_id: str) -> Image.Image:
         return load_image(self.image_path(image_id))
 
+    def require_train(self) -> None:
+        """Raise a clear error when a step needs training images and the dataset has none."""
+        if not self.train_ids:
+            raise DatasetError(f"{self.name}: this step fits on training images (never on references), "
+                               "but the dataset has none; give a training folder (T000000.jpg...).")
+
     def paths(self, kind: str) -> list[Path]:
         ids = {"query": self.query_ids, "reference": self.reference_ids, "train": self.train_ids}[kind]
         return [self.image_path(i) for i in ids]
@@ -395,7 +401,7 @@ def load_disc21(root: str | Path | None = None, queries: str = "dev", require_tr
                  for k in missing]
         raise DatasetError(f"{root} is not a complete DISC21 folder; missing:\n" + "\n".join(lines))
     return Dataset(f"DISC21 ({queries})", root, found["query"], found["reference"],
-                   found["train"] or Path(), found["ground_truth"])
+                   found["train"], found["ground_truth"])
 
 
 def open_dataset(profile: Profile | None = None, progress: bool = True) -> Dataset:
@@ -544,3 +550,36 @@ def query_boxes(ds: Dataset, query_ids: list[str] | None = None) -> pd.DataFrame
         rows.append({"query_id": qid, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
                      "area": (x1 - x0) * (y1 - y0) / (sw * sh)})
     return pd.DataFrame(rows, columns=["query_id", "x0", "y0", "x1", "y1", "area"])
+
+
+def from_folders(queries: str | Path, references: str | Path, train: str | Path | None = None,
+                 ground_truth: str | Path | None = None, name: str | None = None) -> Dataset:
+    """A dataset from any folders of images named by DISC21 ids (Q00000.jpg, R000000.jpg,
+    T000000.jpg); training images and ground truth are optional."""
+    q, r = Path(queries), Path(references)
+    for folder, what in ((q, "query"), (r, "reference"), (Path(train) if train else None, "training")):
+        if folder is not None and not folder.is_dir():
+            raise DatasetError(f"The {what} folder {folder} does not exist.")
+    if ground_truth is not None and not Path(ground_truth).is_file():
+        raise DatasetError(f"The ground-truth file {ground_truth} does not exist.")
+    return Dataset(name or f"{q.parent.name or q.name}", q.parent, q, r, Path(train) if train else None,
+                   Path(ground_truth) if ground_truth else None)
+
+
+def open_folder(path: str | Path) -> Dataset:
+    """A dataset folder in mini-DISC layout (query/, reference/, train/, ground_truth.csv) or in
+    the official DISC21 layout (references/, dev_queries/, train/, dev_ground_truth.csv...)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"Dataset folder {root} does not exist.")
+    if (root / "query").is_dir() and (root / "reference").is_dir():
+        gt = root / "ground_truth.csv"
+        edits = root / "edits.csv"
+        return Dataset(f"{root.name}", root, root / "query", root / "reference",
+                       (root / "train") if (root / "train").is_dir() else None,
+                       gt if gt.is_file() else None, edits if edits.is_file() else None)
+    try:
+        return load_disc21(root, require_train=False)
+    except DatasetError as err:
+        raise DatasetError(f"{root} is neither a mini-DISC folder (query/, reference/, optional train/ and "
+                           f"ground_truth.csv) nor a DISC21 folder:\n{err}") from None

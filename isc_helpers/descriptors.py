@@ -251,24 +251,29 @@ def register(name: str, fn: Callable, binary: bool = False, description: str = "
     METHODS[name] = Method(name, fn, binary, description or name)
 
 
+def _cache_path(ds, method: str, kind: str) -> Path:
+    import hashlib
+    from .data import cache_dir
+    ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
+    key = hashlib.sha1((str(Path(ds.root).resolve()) + "|" + ",".join(ids)).encode()).hexdigest()[:12]
+    fp = METHODS[method].fingerprint
+    name = f"{method}-{fp()}" if fp else method
+    return cache_dir() / "descriptors" / f"{Path(ds.root).name}-{key}" / f"{name}-{kind}.npz"
+
+
 def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool = True) -> Extracted:
     """Descriptors of every ``kind`` image ('query', 'reference', 'train') of a dataset, cached on disk.
 
     The cache (``<cache>/descriptors/<dataset>/<method>-<kind>.npz``) is written atomically and
     keyed on the dataset folder and the image ids; delete it to recompute.
     """
-    import hashlib
     import time
-    from .data import cache_dir
     from .io import atomic_write
     if method not in METHODS:
         raise ValueError(f"Unknown descriptor method {method!r}; choose from {sorted(METHODS)} "
                          "or add yours with descriptors.register().")
     ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
-    key = hashlib.sha1((str(Path(ds.root).resolve()) + "|" + ",".join(ids)).encode()).hexdigest()[:12]
-    fp = METHODS[method].fingerprint
-    name = f"{method}-{fp()}" if fp else method
-    path = cache_dir() / "descriptors" / f"{Path(ds.root).name}-{key}" / f"{name}-{kind}.npz"
+    path = _cache_path(ds, method, kind)
     if cache and path.exists():
         with np.load(path) as z:
             return Extracted(list(ids), z["x"], float(z["seconds"]))
@@ -280,4 +285,73 @@ def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool =
             with open(tmp, "wb") as f:
                 np.savez(f, x=x, seconds=seconds)
         atomic_write(path, write)
+    return Extracted(list(ids), x, seconds)
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) under torchrun (the process group is initialised once), else (0, 1)."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size: int = 1000,
+                    progress: bool = True) -> Extracted | None:
+    """Extract a whole image set in shards of ``shard_size`` images, each written atomically
+    to ``out_dir/<method>-<kind>/shard-00000.npz`` and skipped when already there (an
+    interrupted run resumes). Under ``torchrun`` shard i goes to rank i % world size, so the
+    processes (on one machine or many) split the work; after a barrier every rank reads the
+    merged result. Descriptors already cached by :func:`for_dataset` are reused, not recomputed.
+    Returns the :class:`Extracted` set (ids in dataset order).
+    """
+    import time
+    from tqdm.auto import tqdm
+    from .io import atomic_write
+    if method not in METHODS:
+        raise ValueError(f"Unknown descriptor method {method!r}; choose from {sorted(METHODS)}.")
+    ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
+    paths = ds.paths(kind)
+    fp = METHODS[method].fingerprint
+    folder = Path(out_dir) / f"{method}{'-' + fp() if fp else ''}-{kind}"
+    rank, world = _rank_world()
+    n_shards = (len(ids) + shard_size - 1) // shard_size
+    mine = [s for s in range(n_shards) if s % world == rank]
+    todo = [s for s in mine if not (folder / f"shard-{s:05d}.npz").exists()]
+    known = _cache_path(ds, method, kind)          # the lessons' cache of the same images, if any
+    known = np.load(known) if todo and known.exists() else None
+    for s in tqdm(todo, desc=f"{method} {kind} shards (rank {rank})", disable=not progress):
+        lo, hi = s * shard_size, min(len(ids), (s + 1) * shard_size)
+        if known is not None:
+            x = known["x"][lo:hi]
+            seconds = float(known["seconds"]) * (hi - lo) / max(1, len(ids))
+        else:
+            t0 = time.perf_counter()
+            x = METHODS[method].fn(paths[lo:hi], progress=False)
+            seconds = time.perf_counter() - t0
+
+        def write(tmp, x=x, lo=lo, hi=hi, seconds=seconds):
+            with open(tmp, "wb") as f:
+                np.savez(f, x=x, ids=np.array(ids[lo:hi]), seconds=seconds)
+        atomic_write(folder / f"shard-{s:05d}.npz", write)
+    if known is not None:
+        known.close()
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+    xs, seconds = [], 0.0
+    for s in range(n_shards):
+        with np.load(folder / f"shard-{s:05d}.npz") as z:
+            lo = s * shard_size
+            if list(z["ids"]) != list(ids[lo:lo + shard_size]):
+                raise RuntimeError(f"{folder}/shard-{s:05d}.npz was written for other images; delete "
+                                   f"{folder} and run again.")
+            xs.append(z["x"])
+            seconds += float(z["seconds"])
+    x = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
     return Extracted(list(ids), x, seconds)

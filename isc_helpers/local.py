@@ -406,27 +406,18 @@ def _to_box(out):
 class OverlayDetector:
     """A small learned detector: frozen ImageNet EfficientNet-Lite0 features (5x5 cells at
     160 px) and a tiny trained head that regresses one box, where the original sits."""
-    size = 160
 
     def __init__(self, head=None):
-        from . import models
-        self.backbone = models.efficientnet_lite0(pretrained=True).eval()
-        self.head = head or _box_head()
+        from .models import FrozenBackboneHead
+        self._net = FrozenBackboneHead(head or _box_head())
+        self._net.size = 160
+        self.head = self._net.head
 
     def features(self, images, batch_size: int = 64):
-        import torch
-        from . import models
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(images), batch_size):
-                out.append(self.backbone.forward_features(models.preprocess(images[i:i + batch_size], self.size)))
-        return torch.cat(out)
+        return self._net.features(list(images), batch_size)
 
     def predict_features(self, feats) -> np.ndarray:
-        import torch
-        self.head.eval()
-        with torch.no_grad():
-            return _to_box(self.head(feats)).numpy()
+        return _to_box(self._net.head_output(feats)).numpy()
 
     def detect(self, images) -> np.ndarray:
         """Boxes [n, 4] as fractions of each image (multiply by width/height for pixels)."""
@@ -437,19 +428,15 @@ def train_overlay_detector(ds, n_examples: int = 800, steps: int = 400, seed: in
                            cache: bool = True):
     """Train :class:`OverlayDetector`'s head on synthetic examples made from training photos;
     80% train, 20% held out. Returns (detector, report with held-out IoU). Cached atomically."""
-    import hashlib
     import time
     import torch
     from tqdm.auto import tqdm
-    from .data import cache_dir
-    from .io import atomic_write
-    key = hashlib.sha1(f"{Path(ds.root).resolve()}|{n_examples}|{steps}|{seed}|v1".encode()).hexdigest()[:12]
-    path = cache_dir() / "overlay" / f"detector-{key}.pt"
+    from . import models
+    torch.manual_seed(seed)                        # the head's initial weights are part of the recipe
     det = OverlayDetector()
-    if cache and path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        det.head.load_state_dict(state["head"])
-        return det, {k: float(v) for k, v in state["report"].items()}
+    path = models.head_cache_path("overlay", ds, n_examples, steps, seed, "v2")
+    if cache and (cached := models.load_head(path, det.head)) is not None:
+        return det, cached
     t0 = time.time()
     torch.manual_seed(seed)
     images, boxes = overlay_examples(ds, n_examples, seed)
@@ -473,7 +460,7 @@ def train_overlay_detector(ds, n_examples: int = 800, steps: int = 400, seed: in
               "heldout_hit_context": float((ious[context] > 0.5).mean()), "train_seconds": time.time() - t0,
               "n_examples": float(n_examples)}
     if cache:
-        atomic_write(path, lambda tmp: torch.save({"head": det.head.state_dict(), "report": report}, tmp))
+        models.save_head(path, det.head, report)
     return det, report
 
 

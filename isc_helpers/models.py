@@ -115,10 +115,12 @@ class DescriptorNet(nn.Module):
         return F.normalize(f, dim=1)
 
 
-def preprocess(images, size: int = 224, mean=LITE0_MEAN, std=LITE0_STD) -> torch.Tensor:
-    """PIL images -> a normalised batch [n, 3, size, size] (the whole image, squeezed to a square)."""
+def preprocess(images, size: int | None = 224, mean=LITE0_MEAN, std=LITE0_STD) -> torch.Tensor:
+    """PIL images -> a normalised batch [n, 3, size, size] (the whole image, squeezed to a square);
+    ``size=None`` keeps the images' own size (they must all share it)."""
     from PIL import Image
-    arr = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC), np.float32)
+    arr = np.stack([np.asarray(im.convert("RGB") if size is None else
+                               im.convert("RGB").resize((size, size), Image.BICUBIC), np.float32)
                     for im in images]) / 255.0
     x = torch.from_numpy(arr).permute(0, 3, 1, 2)
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -160,3 +162,51 @@ def imagenet_top5(model: nn.Module, image, size: int = 224) -> list[tuple[int, f
     p = model.eval()(preprocess([image], size)).softmax(-1)[0]
     top = p.topk(5)
     return [(int(i), float(v)) for i, v in zip(top.indices, top.values)]
+
+
+class FrozenBackboneHead:
+    """Frozen ImageNet EfficientNet-Lite0 features and a small trainable head: the CPU-sized
+    way to learn a new task from a few hundred examples (lesson 04's overlay detector, lesson
+    08's pair verifier). ``size``: square input side, or None to keep the images' own size."""
+    size: int | None = 160
+
+    def __init__(self, head: nn.Module):
+        self.backbone = efficientnet_lite0(pretrained=True).eval()
+        self.head = head
+
+    @torch.no_grad()
+    def features(self, images, batch_size: int = 64) -> torch.Tensor:
+        out = [self.backbone.forward_features(preprocess(images[i:i + batch_size], self.size))
+               for i in range(0, len(images), batch_size)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def head_output(self, feats) -> torch.Tensor:
+        self.head.eval()
+        return self.head(feats)
+
+
+def load_head(path, head: nn.Module) -> dict | None:
+    """Load a trained head saved by :func:`save_head` into ``head``; its report, or None if absent."""
+    from pathlib import Path
+    if not Path(path).exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    head.load_state_dict(state["head"])
+    return {k: float(v) for k, v in state["report"].items()}
+
+
+def save_head(path, head: nn.Module, report: dict) -> None:
+    """Save a trained head and its report atomically (loadable with ``weights_only=True``)."""
+    from pathlib import Path
+    from .io import atomic_write
+    atomic_write(Path(path), lambda tmp: torch.save({"head": head.state_dict(), "report": report}, tmp))
+
+
+def head_cache_path(kind: str, ds, *settings) -> "Path":
+    """Where a head trained on a dataset with given settings is cached: ``<cache>/<kind>/...pt``."""
+    import hashlib
+    from pathlib import Path
+    from .data import cache_dir
+    key = hashlib.sha1("|".join([str(Path(ds.root).resolve()), *map(str, settings)]).encode()).hexdigest()[:12]
+    return cache_dir() / kind / f"head-{key}.pt"

@@ -102,3 +102,142 @@ def search_method(ds, method: str, k: int = 10, progress: bool = True):
     r = descriptors.for_dataset(ds, method, "reference", progress=progress)
     metric = "hamming" if descriptors.METHODS[method].binary else "ip"
     return search(q.x, q.ids, r.x, r.ids, k=k, metric=metric), q, r
+
+
+# ------------------------------------------------------------------ at scale (lesson 07)
+def gpu_available() -> bool:
+    """True when faiss was built with GPU support and sees a GPU (faiss-gpu); never required."""
+    import faiss
+    return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
+def build_index(references, factory: str = "Flat", metric: str = "ip", train_size: int = 200_000,
+                nprobe: int = 16, ef_search: int = 64, seed: int = 0, use_gpu: bool | None = None):
+    """A faiss index over references from a faiss *factory string*: "Flat" (exact),
+    "IVF1024,Flat", "IVF4096,PQ32" (inverted file, product quantisation), "HNSW32" (graph).
+
+    Trainable indexes are trained on a seeded sample of at most ``train_size`` references
+    (k-means; use training-image descriptors instead when you have them). ``nprobe`` (IVF) and
+    ``ef_search`` (HNSW) trade speed for recall. On a GPU build of faiss the index moves to the GPU.
+    """
+    import faiss
+    r = np.ascontiguousarray(check_matrix(references, "reference", "index"))
+    if metric not in ("ip", "l2"):
+        raise ValueError("metric must be 'ip' or 'l2'")
+    index = faiss.index_factory(r.shape[1], factory,
+                                faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2)
+    if not index.is_trained:
+        rs = np.random.RandomState(seed)
+        sample = r[np.sort(rs.choice(len(r), min(train_size, len(r)), replace=False))]
+        index.train(sample)
+    index.add(r)
+    set_search_params(index, nprobe=nprobe, ef_search=ef_search)
+    if use_gpu or (use_gpu is None and gpu_available()):
+        index = faiss.index_cpu_to_all_gpus(index)
+    return index
+
+
+def set_search_params(index, nprobe: int | None = None, ef_search: int | None = None,
+                      params: str | None = None) -> None:
+    """Set IVF ``nprobe`` / HNSW ``efSearch`` on an index built by :func:`build_index`, or any
+    faiss ParameterSpace string such as ``"nprobe=32,k_factor_rf=4"`` (re-ranking depth)."""
+    import faiss
+    if params:
+        faiss.ParameterSpace().set_index_parameters(index, params)
+    if nprobe is not None:
+        try:
+            faiss.extract_index_ivf(index).nprobe = nprobe
+        except RuntimeError:
+            pass
+    if ef_search is not None and hasattr(index, "hnsw"):
+        index.hnsw.efSearch = ef_search
+
+
+def search_index(index, queries, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices) from a faiss index; scores are similarities (higher = more similar)."""
+    q = np.ascontiguousarray(check_matrix(queries, "query", "search", index.d))
+    dist, idx = index.search(q, k)
+    return (dist if metric == "ip" else -dist), idx
+
+
+def knn_sharded(queries, references, k: int, shard_size: int = 250_000, metric: str = "ip",
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search with the references in shards of ``shard_size`` rows (a numpy memmap works:
+    only one shard is in memory at a time); per-shard top-k merged into the global top-k."""
+    from tqdm.auto import tqdm
+    n = len(references)
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for start in tqdm(range(0, n, shard_size), desc="shards", disable=not progress):
+        shard = np.ascontiguousarray(references[start:start + shard_size], dtype=np.float32)
+        s, i = knn(queries, shard, k, metric)
+        best_s = np.hstack([best_s, s])
+        best_i = np.hstack([best_i, np.where(i >= 0, i + start, -1)])
+        order = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+    return best_s, best_i
+
+
+def recall_against_exact(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
+    """Fraction of the exact top-k neighbours that an approximate search also returned."""
+    hits = sum(len(set(a) & set(e)) for a, e in zip(approx_idx.tolist(), exact_idx.tolist()))
+    return hits / exact_idx.size
+
+
+def simulate_distractors(model_descriptors, n: int, seed: int = 0, chunk: int = 100_000):
+    """Synthetic distractor descriptors drawn to match real ones: a Gaussian with the mean and
+    covariance of ``model_descriptors`` (e.g. training-image descriptors), L2-normalised.
+
+    A simulation, not images: it reproduces the first two moments of the distribution (how
+    crowded descriptor space is on average), not its clusters of near-duplicates.
+    """
+    x = np.asarray(check_matrix(model_descriptors, "model", "simulation"), np.float64)
+    mean = x.mean(0)
+    cov = np.cov(x - mean, rowvar=False) + 1e-6 * np.eye(x.shape[1])
+    chol = np.linalg.cholesky(cov)
+    rs = np.random.RandomState(seed)
+    out = np.empty((n, x.shape[1]), np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        z = mean + rs.standard_normal((m, x.shape[1])) @ chol.T
+        out[s:s + m] = z / np.linalg.norm(z, axis=1, keepdims=True)
+    return out
+
+
+def with_distractors(q, query_ids, r, reference_ids, gt, model_descriptors, sizes, k: int = 10,
+                     factories=(), seed: int = 0, progress: bool = False):
+    """The scale curve: µAP and search time as simulated distractor references are added.
+
+    For each size n in ``sizes``, ``n`` distractors (:func:`simulate_distractors` of
+    ``model_descriptors``, never matching any query) join the real references; exact search,
+    plus each faiss factory in ``factories`` (its recall of the exact top-k reported).
+    Returns a table with one row per (size, index).
+    """
+    import time
+    from tqdm.auto import tqdm
+    from . import metrics
+    sizes = sorted(sizes)
+    pool = simulate_distractors(model_descriptors, max(sizes), seed=seed) if max(sizes) else None
+    rows = []
+    for n in tqdm(sizes, desc="distractors", disable=not progress):
+        refs = np.vstack([r, pool[:n]]) if n else np.asarray(r)
+        ids = list(reference_ids) + [f"D{i:07d}" for i in range(n)]      # simulated: never in the ground truth
+        t0 = time.perf_counter()
+        s, i = knn(q, refs, k)
+        exact_s = time.perf_counter() - t0
+        ev = metrics.evaluate(to_predictions(s, i, query_ids, ids), gt, validate=False)
+        rows.append({"distractors": n, "references": len(refs), "index": "Flat (exact)", "build_s": 0.0,
+                     "search_s": exact_s, "recall_vs_exact": 1.0, "uAP": ev.uap, "recall@1": ev.recall_at_1})
+        for factory in factories:
+            t0 = time.perf_counter()
+            index = build_index(refs, factory, seed=seed)
+            build = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sa, ia = search_index(index, q, k)
+            search_s = time.perf_counter() - t0
+            ev = metrics.evaluate(to_predictions(sa, ia, query_ids, ids), gt, validate=False)
+            rows.append({"distractors": n, "references": len(refs), "index": factory, "build_s": build,
+                         "search_s": search_s, "recall_vs_exact": recall_against_exact(ia, i),
+                         "uAP": ev.uap, "recall@1": ev.recall_at_1})
+    import pandas as pd
+    return pd.DataFrame(rows)

@@ -175,6 +175,9 @@ class TrainConfig:
     freeze_bn: bool = False                # keep the backbone's BatchNorm statistics (small batches)
     workers: int = 1                       # DataLoader processes making the edited views
     seed: int = 0
+    init_from: str = ""                    # start from this trained checkpoint (an upgrade of it)
+    compat_with: str = ""                  # keep descriptors comparable with this (frozen) model (lesson 08)
+    compat_weight: float = 1.0             # weight of the compatibility term: 1 - cos(new, old) per view
 
     def stage(self, step: int) -> tuple[int, float]:
         """(input size, max edit strength) at a step."""
@@ -394,6 +397,15 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
     train_ids, val_ids = split_training(ds, cfg)
     images = _load_small(ds, train_ids, cfg.image_side)
     net = build_model(cfg).to(device)
+    if cfg.init_from:
+        net.load_state_dict(load_descriptor(cfg.init_from)[0].state_dict())
+    old_net = None
+    if cfg.compat_with:                    # backward-compatible training: the old model is frozen
+        old_net = load_descriptor(cfg.compat_with, device)[0].eval()
+        for p in old_net.parameters():
+            p.requires_grad_(False)
+        if old_net.dim != cfg.dim:
+            raise ValueError(f"compat_with: the old model has {old_net.dim} dimensions, this one {cfg.dim}.")
     head = ArcFace(cfg.dim, len(images), cfg.arcface_margin, cfg.arcface_scale).to(device) \
         if cfg.objective == "arcface" else None
     head_params = list(net.proj.parameters()) + (list(head.parameters()) if head is not None else [])
@@ -453,6 +465,10 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
             loss = barlow_twins(z1, z2)
         else:
             loss = 0.5 * (head(z1, labels) + head(z2, labels))
+        if old_net is not None:            # pull each view's new descriptor onto the old model's
+            with torch.no_grad():
+                t = old_net(torch.cat([x1, x2]).to(device))
+            loss = loss + cfg.compat_weight * (1 - (z * t).sum(1)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

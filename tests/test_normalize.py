@@ -145,3 +145,28 @@ def test_tuning_set_uses_training_images_only(minidisc):
     used = set(by_id[tu.reference_ids]) | set(by_id[tu.query_ids])
     assert used.isdisjoint(set(by_id[tu.train_ids]))
     assert data.build_tuning_set(minidisc, progress=False).root == tu.root      # reused, not rebuilt
+
+
+def test_ensemble_concatenates_equal_weights_and_whitens():
+    a, b = rand(50, 8, 1), rand(50, 4, 2) * 5          # b is not normalised: concatenate normalises it
+    c = N.concatenate(a, b)
+    assert c.shape == (50, 12) and np.allclose(np.linalg.norm(c[:, 8:], axis=1), 1, atol=1e-5)
+    with pytest.raises(FormatError, match="different numbers"):
+        N.concatenate(a, b[:10])
+    q, r, p = N.ensemble([a[:5], b[:5]], [a[5:9], b[5:9]], [a, b], dim=6)
+    assert q.shape == (5, 6) and r.shape == (4, 6) and p.whiten
+
+
+def test_fit_compatible_recovers_a_linear_relation():
+    rs = np.random.RandomState(0)
+    s = rs.randn(400, 6).astype(np.float32)
+    w = rs.randn(6, 3).astype(np.float32)
+    t = N.l2n(s @ w + 0.5)
+    m = N.fit_compatible(s, s @ w + 0.5, ridge=1e-6)
+    assert np.allclose(m.apply(s), t, atol=1e-3)
+    with pytest.raises(FormatError, match="same training images"):
+        N.fit_compatible(s, t[:10])
+    from isc_helpers.descriptors import Extracted
+    refs = Extracted([f"R{i:06d}" for i in range(len(s))], s, 0.0)
+    with pytest.raises(N.NormalizationError, match="training"):
+        N.fit_compatible(refs, t)                             # never fitted on references

@@ -46,3 +46,12 @@ def test_student_copies_hold_no_solutions():
     for p in (ROOT / "notebooks" / "students").glob("*.ipynb"):
         text = p.read_text()
         assert "# solution" not in text and "NotImplementedError" in text
+
+
+def test_index_links_every_lesson_and_has_no_outputs():
+    nb = json.loads((ROOT / "notebooks" / "index.ipynb").read_text())
+    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for lesson in LESSONS:
+        assert f"({lesson.name})" in text, f"the course index does not link {lesson.name}"
+    assert "3 hours" in text and "One day" in text
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")

@@ -36,3 +36,41 @@ def test_k_larger_than_references_and_errors():
         search.knn(r.astype(np.float64), r, 1)
     with pytest.raises(FormatError, match="dimension"):
         search.knn(np.ones((1, 2), np.float32), r, 1)
+
+
+def _copies(n_ref, dim, n_q, noise, seed):
+    """Unit references and noisy unit copies of the first n_q of them."""
+    rs = np.random.RandomState(seed)
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+    r = unit(rs.randn(n_ref, dim))
+    return r, unit(r[:n_q] + noise * rs.randn(n_q, dim))
+
+
+def test_indexes_sharding_recall_and_simulation():
+    r, q = _copies(3000, 32, 50, 0.05, seed=0)
+    s, i = search.knn(q, r, 5)
+    s2, i2 = search.knn_sharded(q, r, 5, shard_size=700)
+    assert np.array_equal(i, i2) and np.allclose(s, s2)
+    assert search.recall_against_exact(i, i) == 1.0
+    assert search.recall_against_exact(np.full_like(i, -1), i) == 0.0
+    hnsw = search.build_index(r, "HNSW32", ef_search=128)
+    _, ih = search.search_index(hnsw, q, 5)
+    assert search.recall_against_exact(ih, i) > 0.9
+    assert (ih[:, 0] == np.arange(50)).mean() > 0.95          # each noisy copy finds its original
+    flat = search.build_index(r, "Flat")
+    assert np.array_equal(search.search_index(flat, q, 5)[1], i)
+    sim = search.simulate_distractors(r, 1000, seed=1)
+    assert sim.shape == (1000, 32) and np.allclose(np.linalg.norm(sim, axis=1), 1, atol=1e-5)
+    assert np.allclose(sim.mean(0), r.mean(0), atol=0.02)      # the first moment is matched
+
+
+def test_scale_curve_never_rises_with_distractors():
+    import pandas as pd
+    r, q = _copies(200, 16, 20, 0.3, seed=1)
+    qids, rids = [f"Q{i:05d}" for i in range(20)], [f"R{i:06d}" for i in range(200)]
+    gt = pd.DataFrame({"query_id": qids, "reference_id": rids[:20]})
+    curve = search.with_distractors(q, qids, r, rids, gt, r, [0, 500, 5000], k=10, factories=["IVF16,Flat"])
+    exact = curve[curve["index"] == "Flat (exact)"]
+    assert list(exact.references) == [200, 700, 5200]
+    assert (np.diff(exact.uAP.to_numpy()) <= 1e-12).all()
+    assert curve[curve["index"] == "IVF16,Flat"].recall_vs_exact.between(0, 1).all()

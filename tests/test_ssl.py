@@ -142,3 +142,25 @@ def test_export_half_precision_roundtrip(minidisc, tmp_path):
     assert ssl.provenance(dst) == {"command": "x", "seed": 0}
     with pytest.raises(FileNotFoundError, match="isc-course train"):
         ssl.load_descriptor(tmp_path / "nothing.pt")
+
+
+def test_compatibility_training_pulls_onto_the_old_model(minidisc, tmp_path):
+    """init_from starts from a checkpoint; compat_with adds 1 - cos(new, old) per view."""
+    from isc_helpers import descriptors
+    old = str(descriptors.shipped_checkpoint())
+    base = dict(steps=8, batch_size=4, sizes=(96,), progressive=False, dim=256, val_every=8, ckpt_every=8, lr=3e-3, head_lr=3e-2,
+                n_val=6, workers=0, objective="contrastive", init_from=old)
+    ssl.train(minidisc, ssl.default_config("test", **base), tmp_path / "plain", progress=False)
+    ssl.train(minidisc, ssl.default_config("test", **base, compat_with=old, compat_weight=50.0),
+              tmp_path / "compat", progress=False)
+    net_old = ssl.load_descriptor(old)[0]
+    images = [minidisc.load(i) for i in minidisc.query_ids[:8]]
+    from isc_helpers import models
+    x = models.preprocess(images, 96)
+    with torch.no_grad():
+        t = net_old(x)
+        cos = {n: float((ssl.load_descriptor(tmp_path / n / "model.pt")[0](x) * t).sum(1).mean()) for n in ("plain", "compat")}
+    assert cos["compat"] > cos["plain"], cos
+    with pytest.raises(ValueError, match="dimensions"):
+        ssl.train(minidisc, ssl.default_config("test", **{**base, "dim": 64, "init_from": ""}, compat_with=old),
+                  tmp_path / "bad", progress=False)

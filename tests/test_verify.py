@@ -126,3 +126,30 @@ def test_draw_matches_colours_inliers(photos):
     colours = [line.get_color() for line in ax.lines]
     assert colours.count("limegreen") == res.n_inliers
     assert colours.count("red") == res.n_matches - res.n_inliers
+
+
+def test_pair_verifier_pieces(photos, minidisc, tmp_path, monkeypatch):
+    import torch
+    from isc_helpers import descriptors
+    a, b = photos
+    pair = verify.side_by_side(a, b)
+    assert pair.size == (2 * verify.PAIR_SIDE, verify.PAIR_SIDE)
+    ver = verify.PairVerifier()
+    f = ver.features([pair, pair])
+    assert tuple(f.shape) == (2, 1280, 3, 6)
+    p = ver.probability([pair])
+    assert p.shape == (1,) and 0 < p[0] < 1
+    images, labels = verify.pair_examples(minidisc, minidisc.photo_train_ids()[:3],
+                                          lambda ims: descriptors.embed(ims, "trained"), edits_per_photo=2)
+    assert len(images) == len(labels) == 3 * 2 * 2 and labels.mean() == 0.5
+    monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
+    ver2, report = verify.train_pair_verifier(minidisc, lambda ims: descriptors.embed(ims, "trained"), steps=3,
+                                              edits_per_photo=1, progress=False)
+    assert 0 <= report["heldout_auc"] <= 1
+    preds = pd.DataFrame({"query_id": ["Q00000"] * 3, "reference_id": minidisc.reference_ids[:3], "score": [0.9, 0.5, 0.1]})
+    checked = verify.verify_with_model(preds, minidisc, ver2, k=2)
+    assert len(checked) == 2 and checked.p_pair.between(0, 1).all()
+    gt = pd.DataFrame({"query_id": ["Q00000"], "reference_id": [minidisc.reference_ids[0]]})
+    f = verify.Fusion.fit(pd.concat([checked] * 3, ignore_index=True), gt)
+    assert set(f.weights) == {"global", "pair"}                 # only the calibrations it has columns for
+    assert f.apply(checked, "pair").score.between(0, 1).all()
