@@ -483,6 +483,12 @@ def overlay_crops(ds, detector=None, max_area: float = 0.85, kind: str = "query"
     return out
 
 
+def whole_images(extracted) -> Parts:
+    """Whole-image descriptors already extracted (a :class:`~isc_helpers.descriptors.Extracted`)
+    as parts named "full", so they are not described a second time."""
+    return Parts(list(extracted.ids), ["full"] * len(extracted.ids), extracted.x, extracted.seconds)
+
+
 def select_parts(parts: Parts, names: Sequence[str]) -> Parts:
     """Keep the parts whose name starts with one of ``names`` (e.g. ["full", "grid"])."""
     keep = [i for i, n in enumerate(parts.names) if any(n.startswith(p) for p in names)]

@@ -38,6 +38,13 @@ def test_search_parts_scores_a_pair_by_its_best_parts():
     assert p.groupby("query_id").size().max() <= 2
 
 
+def test_whole_images_reuse_extracted_descriptors():
+    from isc_helpers.descriptors import Extracted
+    x = np.eye(3, dtype=np.float32)
+    p = local.whole_images(Extracted(["R000000", "R000001", "R000002"], x, 1.5))
+    assert p.names == ["full"] * 3 and p.x is x and p.per_image == 1 and p.seconds == 1.5
+
+
 def test_calibrate_parts_subtracts_each_parts_bias():
     rs = np.random.RandomState(0)
     x = lambda n: (lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))(rs.randn(n, 8)).astype(np.float32)
