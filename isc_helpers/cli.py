@@ -211,7 +211,8 @@ def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", sha
                                                  shard_size, progress)
                for kind in ("query", "reference") + (("train",) if pipe.needs_train or
                                                      (base in ("gist", "imagenet_cnn") and ds.train_ids) else ())}
-    if descriptors._rank_world()[0] != 0:
+    from .device import rank_world
+    if rank_world()[0] != 0:
         return None
     q, r = got["query"], got["reference"]
     binary = descriptors.METHODS[base].binary

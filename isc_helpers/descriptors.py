@@ -288,19 +288,6 @@ def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool =
     return Extracted(list(ids), x, seconds)
 
 
-def _rank_world() -> tuple[int, int]:
-    """(rank, world size) under torchrun (the process group is initialised once), else (0, 1)."""
-    import os
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
-
-
 def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size: int = 1000,
                     progress: bool = True) -> Extracted | None:
     """Extract a whole image set in shards of ``shard_size`` images, each written atomically
@@ -319,7 +306,8 @@ def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size:
     paths = ds.paths(kind)
     fp = METHODS[method].fingerprint
     folder = Path(out_dir) / f"{method}{'-' + fp() if fp else ''}-{kind}"
-    rank, world = _rank_world()
+    from .device import rank_world
+    rank, world = rank_world()
     n_shards = (len(ids) + shard_size - 1) // shard_size
     mine = [s for s in range(n_shards) if s % world == rank]
     todo = [s for s in mine if not (folder / f"shard-{s:05d}.npz").exists()]

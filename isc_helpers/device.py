@@ -22,3 +22,16 @@ def get_device(verbose: bool = False) -> str:
     if verbose:
         print(f"device: {dev}")
     return dev
+
+
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) under ``torchrun``, initialising the process group once (nccl on
+    GPUs, gloo on CPUs); (0, 1) in a plain process. Lessons 03 and 07."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world

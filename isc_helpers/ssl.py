@@ -364,15 +364,6 @@ def load_descriptor(path, device=None) -> tuple[nn.Module, TrainConfig, list]:
     return net.to(device or "cpu").eval(), cfg, json.loads(state["history"])
 
 
-def _dist():
-    """(rank, world size) under torchrun, initialising the process group once; (0, 1) otherwise."""
-    import torch.distributed as dist
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
 def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, resume: bool = True,
           stop_after: int | None = None) -> dict:
     """Train a descriptor on ``ds``'s training images; returns the history (loss, validation µAP).
@@ -387,7 +378,8 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
     from .device import get_device
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
-    rank, world = _dist()
+    from .device import rank_world
+    rank, world = rank_world()
     device = torch.device(device if device is not None else get_device())
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
