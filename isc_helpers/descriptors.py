@@ -246,9 +246,20 @@ class Extracted:
         return len(self.ids) / max(self.seconds, 1e-9)
 
 
-def register(name: str, fn: Callable, binary: bool = False, description: str = "") -> None:
-    """Add your own extractor (``fn(paths, progress=False) -> array``) to every table of the course."""
-    METHODS[name] = Method(name, fn, binary, description or name)
+def register(name: str, fn: Callable, binary: bool = False, description: str = "",
+             fingerprint: Callable[[], str] | None = None) -> None:
+    """Add your own extractor (``fn(paths, progress=False) -> array``) to every table of the course.
+    ``fingerprint()`` should change when the extractor does (its weights), so caches follow."""
+    METHODS[name] = Method(name, fn, binary, description or name, fingerprint)
+
+
+def register_checkpoint(name: str, checkpoint: str | Path, description: str = "") -> str:
+    """Register a descriptor trained with lesson 03's recipe (a checkpoint file) as a method, cached
+    per checkpoint content: usable by ``for_dataset``, the pipeline command and the leaderboard."""
+    path = Path(checkpoint)
+    register(name, functools.partial(trained, checkpoint=path), description=description or f"trained: {path.name}",
+             fingerprint=lambda: _file_sha1(path))
+    return name
 
 
 def _cache_path(ds, method: str, kind: str) -> Path:

