@@ -410,7 +410,9 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
     last = out_dir / "last.pt"
     if resume and last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
-        if json.loads(state["config"]) != json.loads(json.dumps(asdict(cfg))):
+        # settings added to TrainConfig after a checkpoint was written count as their defaults
+        saved = {**json.loads(json.dumps(asdict(TrainConfig()))), **json.loads(state["config"])}
+        if saved != json.loads(json.dumps(asdict(cfg))):
             raise ValueError(f"{last} was written by a different configuration; use another out_dir "
                              "or delete it to start over.")
         net.load_state_dict(state["model"])

@@ -164,3 +164,21 @@ def test_compatibility_training_pulls_onto_the_old_model(minidisc, tmp_path):
     with pytest.raises(ValueError, match="dimensions"):
         ssl.train(minidisc, ssl.default_config("test", **{**base, "dim": 64, "init_from": ""}, compat_with=old),
                   tmp_path / "bad", progress=False)
+
+
+def test_resume_accepts_checkpoints_written_before_new_settings(minidisc, tmp_path):
+    """A checkpoint whose config lacks a field added later (at its default) still resumes;
+    a real difference is still refused."""
+    cfg = ssl.default_config("test", steps=2, batch_size=4, sizes=(96,), val_every=2, ckpt_every=1, n_val=6, workers=0)
+    ssl.train(minidisc, cfg, tmp_path, progress=False, stop_after=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    old = json.loads(state["config"])
+    for field in ("compat_with", "compat_weight", "init_from"):
+        old.pop(field)
+    state["config"] = json.dumps(old)
+    torch.save(state, tmp_path / "last.pt")
+    out = ssl.train(minidisc, cfg, tmp_path, progress=False)
+    assert out["done"] and out["step"] == 2
+    with pytest.raises(ValueError, match="different configuration"):
+        ssl.train(minidisc, ssl.default_config("test", steps=3, batch_size=4, sizes=(96,), n_val=6, workers=0),
+                  tmp_path, progress=False)
