@@ -22,19 +22,6 @@ from pathlib import Path
 import numpy as np
 
 
-def peak_gflops(n: int = 4096, repeats: int = 3) -> float:
-    """Best float32 matrix-multiply rate (numpy's BLAS, all threads) in GFLOP/s."""
-    rs = np.random.RandomState(0)
-    a, b = rs.rand(n, n).astype(np.float32), rs.rand(n, n).astype(np.float32)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
-
-
 def rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
@@ -52,7 +39,7 @@ def main(argv=None):
     res = {"n_ref": args.n_ref, "n_query": args.n_query, "dim": 256, "k": args.k,
            "threads": faiss.omp_get_max_threads()}
 
-    res["peak_gflops"] = peak_gflops()
+    res["peak_gflops"] = search.matmul_gflops(4096)
     print(f"matrix-multiply peak: {res['peak_gflops']:.1f} GFLOP/s", flush=True)
 
     ds = data.open_dataset(progress=False)

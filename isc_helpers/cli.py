@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 
 
 def main(argv=None) -> int:
@@ -93,7 +94,6 @@ def main(argv=None) -> int:
 
 
 # ====================================================================== the pipeline command (lesson 07)
-from dataclasses import dataclass  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -156,23 +156,20 @@ def _global_search(q, r, k, index, binary=False):
 
 
 def _localglobal(ds, train, k, stages, progress, sn=None, detector=None):
-    """Calibrated best-part predictions (lesson 04) for a dataset; returns (preds, sn, detector)."""
-    from . import data, local, normalize
-    full_views = local.query_views
+    """Calibrated best-part predictions (lesson 04): (preds, calibration, detector, bytes per reference)."""
+    from . import local
     if detector is None:
         with stages("local-global: train overlay detector"):
             detector, _ = local.train_overlay_detector(ds, progress=progress)
     with stages("local-global: query parts"):
         crops = local.overlay_crops(ds, detector)
-        qp = local.merge_parts(local.describe_parts(ds, "query", full_views, tag="views", progress=progress),
+        qp = local.merge_parts(local.describe_parts(ds, "query", local.query_views, tag="views", progress=progress),
                                local.describe_parts(ds, "query", lambda im: [], extra=crops, progress=False))
     with stages("local-global: reference regions"):
         rp = local.describe_parts(ds, "reference", local.reference_regions, tag="regions", progress=progress)
     if sn is None:
         with stages("local-global: choose calibration on training images"):
-            tune = normalize.tuning_task(ds, "trained", data.build_tuning_set(ds, progress=progress), progress=progress)
-            sn, _ = normalize.choose(tune, [], "score_norm", [{"n": n, "factor": f} for n in (3, 10)
-                                                                for f in (0.25, 0.5, 1.0, 2.0)])
+            sn, _ = local.choose_part_calibration(ds, progress=progress)
     with stages("local-global: search"):
         preds = local.search_parts(*local.calibrate_parts(qp, rp, train, **sn), k=k)
     return preds, sn, detector, rp.x.nbytes / max(1, len(ds.reference_ids))

@@ -274,6 +274,11 @@ def _save(im: Image.Image, path: Path, max_side: int) -> None:
     im.save(path, "JPEG", quality=90)
 
 
+def _query_seed(profile: Profile, index: int) -> int:
+    """The edit seed of mini-DISC query number ``index`` (the build and its replay share it)."""
+    return profile.seed * 100_003 + index
+
+
 def minidisc_dir(profile: Profile | None = None, pool: Pool | None = None) -> Path:
     """The cache folder of the mini-DISC that this profile and pool give."""
     profile = profile or get_profile()
@@ -317,12 +322,12 @@ def build_minidisc(profile: Profile | None = None, pool: Pool | None = None, pro
         plan = [(p, ref_id[p]) for p in copied]
         plan += [(p, "") for p in split["nonmatch_photos"] for _ in range(profile.queries_per_nonmatch)]
         q_order = rng.permutation(len(plan))
-        assets = augment.EditAssets(overlays=split["overlays"], backgrounds=split["nonmatch_photos"])
+        assets = edit_assets("queries", profile, pool)
         gt_rows, edit_rows = [], []
         for i, j in enumerate(tqdm(q_order, desc="queries", disable=not progress)):
             src, rid = plan[j]
             qid = iio.make_id("query", i)
-            img, log = augment.random_edit(load_image(src), seed=profile.seed * 100_003 + i, assets=assets)
+            img, log = augment.random_edit(load_image(src), seed=_query_seed(profile, i), assets=assets)
             _save(img, tmp / "query" / f"{qid}.jpg", profile.max_side)
             gt_rows.append({"query_id": qid, "reference_id": rid})
             sources.append({"image_id": qid, "pool_file": str(src.relative_to(pool.root))})
@@ -506,12 +511,11 @@ def _replayer(ds: Dataset):
     pool = load_pool()
     if recipe["pool"] != pool.fingerprint:
         raise DatasetError("The photo pool changed since this mini-DISC was built; rebuild it.")
-    split = _split_pool(profile, pool)
-    assets = augment.EditAssets(overlays=split["overlays"], backgrounds=split["nonmatch_photos"])
+    assets = edit_assets("queries", profile, pool)
     src = pd.read_csv(src_file, dtype=str).set_index("image_id").pool_file
 
     def replay(query_id: str):
-        return augment.random_edit(load_image(pool.root / src[query_id]), seed=profile.seed * 100_003 + int(query_id[1:]),
+        return augment.random_edit(load_image(pool.root / src[query_id]), seed=_query_seed(profile, int(query_id[1:])),
                                    assets=assets, track_box=True)
     return replay
 

@@ -161,9 +161,7 @@ def trained(paths: Sequence[str | Path], checkpoint: str | Path | None = None, b
 def embed(images: Sequence, method: str = "trained", batch_size: int = 32, device=None) -> np.ndarray:
     """Describe PIL images (crops, regions, rotations: lesson 04) with a CNN descriptor
     (``trained`` or ``imagenet_cnn``) without writing them to disk."""
-    import torch
     from . import models
-    from .device import get_device
     if method == "trained":
         net, cfg = _trained_net(str(shipped_checkpoint()), str(device))
         size = cfg.sizes[-1]
@@ -171,13 +169,7 @@ def embed(images: Sequence, method: str = "trained", batch_size: int = 32, devic
         net, size = _imagenet_net(3.0), 224
     else:
         raise ValueError("embed() works with the CNN descriptors: 'trained' or 'imagenet_cnn'.")
-    device = torch.device(device) if device is not None else get_device()
-    net = net.to(device).eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            out.append(net(models.preprocess(images[i:i + batch_size], size).to(device)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, net.dim), np.float32)
+    return models.embed_images(net, list(images), size, batch_size, device)
 
 
 def sscd_available() -> bool:
@@ -244,6 +236,16 @@ class Extracted:
     @property
     def images_per_second(self) -> float:
         return len(self.ids) / max(self.seconds, 1e-9)
+
+
+def throughput(method: str, paths: Sequence, warmup: int = 4) -> float:
+    """Images per second of a method on these image files (after a short warm-up that builds
+    any network), decoding included (lesson 07)."""
+    import time
+    METHODS[method].fn(list(paths)[:warmup])
+    t0 = time.perf_counter()
+    METHODS[method].fn(list(paths))
+    return len(paths) / (time.perf_counter() - t0)
 
 
 def register(name: str, fn: Callable, binary: bool = False, description: str = "",

@@ -489,16 +489,21 @@ def whole_images(extracted) -> Parts:
     return Parts(list(extracted.ids), ["full"] * len(extracted.ids), extracted.x, extracted.seconds)
 
 
-def select_parts(parts: Parts, names: Sequence[str]) -> Parts:
-    """Keep the parts whose name starts with one of ``names`` (e.g. ["full", "grid"])."""
-    keep = [i for i, n in enumerate(parts.names) if any(n.startswith(p) for p in names)]
-    return Parts([parts.owner[i] for i in keep], [parts.names[i] for i in keep], parts.x[keep], parts.seconds)
-
-
 def merge_parts(*parts: Parts) -> Parts:
     """Concatenate part sets (e.g. the views of a query and its detected overlay)."""
     return Parts([o for p in parts for o in p.owner], [n for p in parts for n in p.names],
                  np.concatenate([p.x for p in parts]), sum(p.seconds for p in parts))
+
+
+PART_CALIBRATION_GRID = [{"n": n, "factor": f} for n in (3, 10) for f in (0.25, 0.5, 1.0, 2.0)]
+
+
+def choose_part_calibration(ds, progress: bool = True):
+    """Choose :func:`calibrate_parts`' score normalization (n, factor) on the tuning task made of
+    ``ds``'s training images, with whole-image descriptors; returns (settings, table)."""
+    from . import data, normalize
+    tune = normalize.tuning_task(ds, "trained", data.build_tuning_set(ds, progress=progress), progress=progress)
+    return normalize.choose(tune, [], "score_norm", PART_CALIBRATION_GRID)
 
 
 def calibrate_parts(queries: Parts, references: Parts, train, n: int = 3, factor: float = 1.0) -> tuple[Parts, Parts]:

@@ -157,6 +157,18 @@ def extract(model: nn.Module, paths: Sequence, size: int = 224, batch_size: int 
 
 
 @torch.no_grad()
+def embed_images(model: nn.Module, images: Sequence, size: int | None = 224, batch_size: int = 64,
+                 device: str | torch.device | None = None) -> np.ndarray:
+    """Run ``model`` over PIL images in memory (crops, edited views) in batches: float32 [n, d]."""
+    from .device import get_device
+    device = torch.device(device) if device is not None else torch.device(get_device())
+    model = model.to(device).eval()
+    out = [model(preprocess(images[i:i + batch_size], size).to(device)).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, getattr(model, "dim", 0)), np.float32)
+
+
+@torch.no_grad()
 def imagenet_top5(model: nn.Module, image, size: int = 224) -> list[tuple[int, float]]:
     """ImageNet class ids and probabilities of the 5 most likely classes for one PIL image."""
     p = model.eval()(preprocess([image], size)).softmax(-1)[0]

@@ -105,6 +105,21 @@ def search_method(ds, method: str, k: int = 10, progress: bool = True):
 
 
 # ------------------------------------------------------------------ at scale (lesson 07)
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """This machine's float32 matrix-multiply rate (numpy's BLAS, all threads), best of
+    ``repeats``, in GFLOP/s: the ceiling for exact search, which is a matrix multiply."""
+    import time
+    rs = np.random.RandomState(0)
+    a, b = rs.rand(n, n).astype(np.float32), rs.rand(n, n).astype(np.float32)
+    a @ b                                                   # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
 def gpu_available() -> bool:
     """True when faiss was built with GPU support and sees a GPU (faiss-gpu); never required."""
     import faiss

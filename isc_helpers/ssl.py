@@ -317,20 +317,11 @@ def make_validation(ds, val_ids, seed: int, side: int = 256):
     return refs, queries, pd.DataFrame(rows)
 
 
-@torch.no_grad()
-def _embed(net, images, size, device, batch_size=64):
-    from . import models
-    net.eval()
-    out = [net(models.preprocess(images[i:i + batch_size], size).to(device)).float().cpu()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy()
-
-
 def validate(net, val, size, device) -> float:
     """µAP of the network on the validation task (k=10 per query, inner product)."""
-    from . import metrics, search
+    from . import metrics, models, search
     refs, queries, gt = val
-    r, q = _embed(net, refs, size, device), _embed(net, queries, size, device)
+    r, q = (models.embed_images(net, x, size, device=device) for x in (refs, queries))
     preds = search.search(q, list(gt.query_id), r, [f"R{i:06d}" for i in range(len(refs))], k=10)
     return metrics.evaluate(preds, gt).uap
 

@@ -67,14 +67,19 @@ def verify_pair(a: LocalFeatures, b: LocalFeatures, ratio: float = 0.8, method: 
     return PairResult(len(src), int(inl.sum()), H, src, dst, inl)
 
 
+def top_k(preds: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Each query's ``k`` best candidates by score, with their global ``rank`` (0 = best)."""
+    top = preds.sort_values(["query_id", "score"], ascending=[True, False], kind="mergesort")
+    top = top.assign(rank=top.groupby("query_id", sort=False).cumcount())
+    return top[top["rank"] < k].reset_index(drop=True)
+
+
 def verify_candidates(preds: pd.DataFrame, queries: FeatureStore, references: FeatureStore, k: int = 10,
                       progress: bool = False, **kwargs) -> pd.DataFrame:
     """Verify each query's ``k`` best candidates (by ``score``); adds their global ``rank``
     (0 = best), n_matches, n_inliers and seconds per pair. Only verified candidates remain."""
     from tqdm.auto import tqdm
-    top = preds.sort_values(["query_id", "score"], ascending=[True, False], kind="mergesort")
-    top = top.assign(rank=top.groupby("query_id", sort=False).cumcount())
-    top = top[top["rank"] < k].reset_index(drop=True)
+    top = top_k(preds, k)
     n_m, n_i, secs = [], [], []
     for q, r in tqdm(zip(top.query_id, top.reference_id), total=len(top), desc="verify", disable=not progress):
         t0 = time.perf_counter()
@@ -307,9 +312,7 @@ def verify_with_model(preds, ds, verifier: PairVerifier, k: int = 5, progress: b
     """Score each query's ``k`` best candidates with a :class:`PairVerifier`; adds ``p_pair``
     and seconds per pair."""
     from tqdm.auto import tqdm
-    top = preds.sort_values(["query_id", "score"], ascending=[True, False], kind="mergesort")
-    top = top.assign(rank=top.groupby("query_id", sort=False).cumcount())
-    top = top[top["rank"] < k].reset_index(drop=True)
+    top = top_k(preds, k)
     probs = []
     t0 = time.perf_counter()
     rows = list(zip(top.query_id, top.reference_id))
