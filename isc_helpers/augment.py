@@ -1,6 +1,6 @@
 """The edits of DISC21, done with AugLy, and the query generator of mini-DISC (lesson 01).
 
-Each edit family is one function ``f(image, strength, rng, assets) -> (image, params)``
+Each edit family is one function ``f(image, strength, rng, ctx) -> (image, params)``
 where ``strength`` in [0, 1] says how hard the edit is and ``params`` records exactly
 what was done. :func:`random_edit` samples families and strengths the way mini-DISC
 builds its queries (copies and non-copies alike, so the edits give nothing away).
@@ -50,9 +50,6 @@ class _BoxTracker:
         self.metadata: list[dict] = []
 
 
-_tracker: _BoxTracker | None = None
-
-
 class _TrackingAugly:
     """AugLy's functional module, but every call also transforms the tracked box."""
 
@@ -76,10 +73,18 @@ class _TrackingAugly:
         return call
 
 
-def _augly():
-    augly_compat.apply()
-    import augly.image.functional as F
-    return F if _tracker is None else _TrackingAugly(F, _tracker)
+@dataclass
+class EditContext:
+    """What an edit family may use besides the image: the assets it may paste, and AugLy's
+    functional module (``ctx.F``), which also moves the tracked box when one is tracked."""
+    assets: EditAssets
+    tracker: _BoxTracker | None = None
+
+    @property
+    def F(self):
+        augly_compat.apply()
+        import augly.image.functional as F
+        return F if self.tracker is None else _TrackingAugly(F, self.tracker)
 
 
 def _augly_assets() -> Path:
@@ -105,94 +110,95 @@ def _rgb(im: Image.Image) -> Image.Image:
 
 
 # ------------------------------------------------------------------ families
-def crop(im, s, rng, assets):
+def crop(im, s, rng, ctx):
     keep = 1.0 - 0.7 * s                       # fraction of each side kept
     w = keep * rng.uniform(0.8, 1.0)
     h = keep * rng.uniform(0.8, 1.0)
     x1, y1 = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
     p = dict(x1=round(x1, 3), y1=round(y1, 3), x2=round(x1 + w, 3), y2=round(y1 + h, 3))
-    return _augly().crop(im, **p), p
+    return ctx.F.crop(im, **p), p
 
 
-def rotate(im, s, rng, assets):
+def rotate(im, s, rng, ctx):
     p = dict(degrees=round(float(rng.choice([-1, 1]) * (3 + 40 * s) * rng.uniform(0.7, 1.0)), 1))
-    return _augly().rotate(im, **p), p
+    return ctx.F.rotate(im, **p), p
 
 
-def rotate90(im, s, rng, assets):
+def rotate90(im, s, rng, ctx):
     k = int(rng.choice([90, 180, 270]))
     ops = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
-    if _tracker is not None and _tracker.box is not None:   # PIL, not AugLy: move the box by hand
+    tracker = ctx.tracker
+    if tracker is not None and tracker.box is not None:   # PIL, not AugLy: move the box by hand
         w, h = im.size
-        l, t, r, b = _tracker.box
-        _tracker.box = {90: (t, w - r, b, w - l), 180: (w - r, h - b, w - l, h - t),
-                        270: (h - b, l, h - t, r)}[k]
-        _tracker.metadata.append({"name": "rotate90", "degrees": k, "dst_bboxes": [_tracker.box]})
+        l, t, r, b = tracker.box
+        tracker.box = {90: (t, w - r, b, w - l), 180: (w - r, h - b, w - l, h - t),
+                       270: (h - b, l, h - t, r)}[k]
+        tracker.metadata.append({"name": "rotate90", "degrees": k, "dst_bboxes": [tracker.box]})
     return im.transpose(ops[k]), dict(degrees=k)
 
 
-def flip(im, s, rng, assets):
+def flip(im, s, rng, ctx):
     axis = "horizontal" if rng.rand() < 0.75 else "vertical"
-    F = _augly()
+    F = ctx.F
     return (F.hflip(im) if axis == "horizontal" else F.vflip(im)), dict(axis=axis)
 
 
-def perspective(im, s, rng, assets):
+def perspective(im, s, rng, ctx):
     p = dict(sigma=round(10 + 60 * s, 1), seed=int(rng.randint(1 << 30)))
-    return _augly().perspective_transform(im, **p), p
+    return ctx.F.perspective_transform(im, **p), p
 
 
-def skew(im, s, rng, assets):
+def skew(im, s, rng, ctx):
     p = dict(skew_factor=round(float(rng.choice([-1, 1]) * (0.1 + 0.6 * s)), 2), axis=int(rng.randint(2)))
-    return _augly().skew(im, **p), p
+    return ctx.F.skew(im, **p), p
 
 
-def colour(im, s, rng, assets):
+def colour(im, s, rng, ctx):
     def f():
         return round(float(np.exp(rng.choice([-1, 1]) * (0.15 + 0.8 * s) * rng.uniform(0.5, 1.0))), 2)
     p = dict(brightness_factor=f(), contrast_factor=f(), saturation_factor=f())
-    return _augly().color_jitter(im, **p), p
+    return ctx.F.color_jitter(im, **p), p
 
 
-def grayscale(im, s, rng, assets):
-    return _augly().grayscale(im), {}
+def grayscale(im, s, rng, ctx):
+    return ctx.F.grayscale(im), {}
 
 
-def blur(im, s, rng, assets):
+def blur(im, s, rng, ctx):
     p = dict(radius=round(0.5 + 5 * s, 1))
-    return _augly().blur(im, **p), p
+    return ctx.F.blur(im, **p), p
 
 
-def sharpen(im, s, rng, assets):
+def sharpen(im, s, rng, ctx):
     p = dict(factor=round(2 + 20 * s, 1))
-    return _augly().sharpen(im, **p), p
+    return ctx.F.sharpen(im, **p), p
 
 
-def noise(im, s, rng, assets):
+def noise(im, s, rng, ctx):
     p = dict(var=round(0.005 + 0.06 * s, 4), seed=int(rng.randint(1 << 30)))
-    return _augly().random_noise(im, **p), p
+    return ctx.F.random_noise(im, **p), p
 
 
-def jpeg(im, s, rng, assets):
+def jpeg(im, s, rng, ctx):
     p = dict(quality=int(round(60 - 55 * s)))
-    return _augly().encoding_quality(im, **p), p
+    return ctx.F.encoding_quality(im, **p), p
 
 
-def pixelize(im, s, rng, assets):
+def pixelize(im, s, rng, ctx):
     p = dict(ratio=round(1.0 - 0.85 * s, 2))
-    return _augly().pixelization(im, **p), p
+    return ctx.F.pixelization(im, **p), p
 
 
-def shuffle_pixels(im, s, rng, assets):
+def shuffle_pixels(im, s, rng, ctx):
     p = dict(factor=round(0.05 + 0.3 * s, 2), seed=int(rng.randint(1 << 30)))
-    return _augly().shuffle_pixels(im, **p), p
+    return ctx.F.shuffle_pixels(im, **p), p
 
 
 _LATIN_FONTS = ("Raleway-ExtraBold", "OpenSans-Bold", "Montserrat-Black", "Ubuntu-B",
                 "IBMPlexSans-Bold", "Pacifico", "Lobster_1.3", "Impact")
 
 
-def text(im, s, rng, assets):
+def text(im, s, rng, ctx):
     font = _LATIN_FONTS[rng.randint(len(_LATIN_FONTS))]
     fonts = _augly_assets() / "fonts"
     with open(fonts / f"{font}.pkl", "rb") as f:
@@ -202,68 +208,68 @@ def text(im, s, rng, assets):
              font_size=round(0.08 + 0.2 * s, 3), opacity=round(rng.uniform(0.6, 1.0), 2),
              color=[int(c) for c in rng.randint(0, 256, 3)],
              x_pos=round(rng.uniform(0, 0.5), 2), y_pos=round(rng.uniform(0, 0.8), 2))
-    out = _augly().overlay_text(im, text=p["text"], font_file=str(fonts / f"{font}.ttf"),
+    out = ctx.F.overlay_text(im, text=p["text"], font_file=str(fonts / f"{font}.ttf"),
                                 font_size=p["font_size"], opacity=p["opacity"], color=tuple(p["color"]),
                                 x_pos=p["x_pos"], y_pos=p["y_pos"])
     return out, p
 
 
-def emoji(im, s, rng, assets):
+def emoji(im, s, rng, ctx):
     emojis = sorted((_augly_assets() / "twemojis").rglob("*.png"))
     e = emojis[rng.randint(len(emojis))]
     size = round(0.15 + 0.45 * s, 2)
     p = dict(emoji=f"{e.parent.name}/{e.name}", emoji_size=size,
              x_pos=round(rng.uniform(0, 1 - size), 2), y_pos=round(rng.uniform(0, 1 - size), 2),
              opacity=round(rng.uniform(0.7, 1.0), 2))
-    out = _augly().overlay_emoji(im, emoji_path=str(e), emoji_size=size, x_pos=p["x_pos"],
+    out = ctx.F.overlay_emoji(im, emoji_path=str(e), emoji_size=size, x_pos=p["x_pos"],
                                  y_pos=p["y_pos"], opacity=p["opacity"])
     return out, p
 
 
-def overlay_onto_background(im, s, rng, assets):
+def overlay_onto_background(im, s, rng, ctx):
     """The image pasted, smaller, onto another photo (the query shows only part of itself)."""
-    bg, name = assets.pick("background", rng)
+    bg, name = ctx.assets.pick("background", rng)
     size = round(0.85 - 0.5 * s, 2)
     p = dict(background=name, overlay_size=size, x_pos=round(rng.uniform(0, 1 - size), 2),
              y_pos=round(rng.uniform(0, 1 - size), 2))
-    out = _augly().overlay_onto_background_image(im, background_image=bg, overlay_size=size,
+    out = ctx.F.overlay_onto_background_image(im, background_image=bg, overlay_size=size,
                                                  x_pos=p["x_pos"], y_pos=p["y_pos"], scale_bg=True)
     return out, p
 
 
-def overlay_image(im, s, rng, assets):
+def overlay_image(im, s, rng, ctx):
     """A cut-out pasted on top of the image (hides part of it)."""
-    ov, name = assets.pick("overlay", rng)
+    ov, name = ctx.assets.pick("overlay", rng)
     size = round(0.2 + 0.5 * s, 2)
     p = dict(overlay=name, overlay_size=size, x_pos=round(rng.uniform(0, 1 - size), 2),
              y_pos=round(rng.uniform(0, 1 - size), 2), opacity=1.0)
-    out = _augly().overlay_image(im, overlay=ov, overlay_size=size, x_pos=p["x_pos"], y_pos=p["y_pos"],
+    out = ctx.F.overlay_image(im, overlay=ov, overlay_size=size, x_pos=p["x_pos"], y_pos=p["y_pos"],
                                  opacity=1.0, max_visible_opacity=1.0)
     return out, p
 
 
-def screenshot(im, s, rng, assets):
+def screenshot(im, s, rng, ctx):
     t = ["web.png", "mobile.png"][rng.randint(2)]
     d = _augly_assets() / "screenshot_templates"
-    out = _augly().overlay_onto_screenshot(im, template_filepath=str(d / t),
+    out = ctx.F.overlay_onto_screenshot(im, template_filepath=str(d / t),
                                            template_bboxes_filepath=str(d / "bboxes.json"),
                                            crop_src_to_fit=bool(rng.rand() < 0.5))
     return out, dict(template=t)
 
 
-def pad(im, s, rng, assets):
+def pad(im, s, rng, ctx):
     p = dict(w_factor=round(0.05 + 0.4 * s * rng.rand(), 2), h_factor=round(0.05 + 0.4 * s * rng.rand(), 2),
              color=[int(c) for c in rng.randint(0, 256, 3)])
-    return _augly().pad(im, w_factor=p["w_factor"], h_factor=p["h_factor"], color=tuple(p["color"])), p
+    return ctx.F.pad(im, w_factor=p["w_factor"], h_factor=p["h_factor"], color=tuple(p["color"])), p
 
 
 _MEME_WORDS = ["LOL", "WOW", "NO WAY", "ME TOO", "SO TRUE", "MONDAY", "OK", "EPIC", "WHEN IT RAINS"]
 
 
-def meme(im, s, rng, assets):
+def meme(im, s, rng, ctx):
     p = dict(text=_MEME_WORDS[rng.randint(len(_MEME_WORDS))],
              caption_height=int(max(20, im.size[1] * (0.1 + 0.25 * s))))
-    F = _augly()
+    F = ctx.F
     # AugLy shrinks the font in steps of 5 until the caption fits, and fails when the font size
     # reaches 0 (a long word on a narrow image): then a shorter word, then an empty caption bar.
     for text in dict.fromkeys([p["text"], "OK", ""]):
@@ -276,23 +282,23 @@ def meme(im, s, rng, assets):
     return out, p
 
 
-def stripes(im, s, rng, assets):
+def stripes(im, s, rng, ctx):
     p = dict(line_width=round(0.1 + 0.4 * s, 2), line_angle=int(rng.randint(0, 180)),
              line_density=round(0.2 + 0.5 * s, 2), line_opacity=round(0.4 + 0.5 * s, 2),
              line_type=["solid", "dotted", "dashed"][rng.randint(3)],
              line_color=[int(c) for c in rng.randint(0, 256, 3)])
     kw = dict(p, line_color=tuple(p["line_color"]))
-    return _augly().overlay_stripes(im, **kw), p
+    return ctx.F.overlay_stripes(im, **kw), p
 
 
-def aspect_ratio(im, s, rng, assets):
+def aspect_ratio(im, s, rng, ctx):
     p = dict(ratio=round(float(np.exp(rng.choice([-1, 1]) * (0.2 + 0.8 * s))), 2))
-    return _augly().change_aspect_ratio(im, **p), p
+    return ctx.F.change_aspect_ratio(im, **p), p
 
 
-def opacity(im, s, rng, assets):
+def opacity(im, s, rng, ctx):
     p = dict(level=round(1.0 - 0.6 * s, 2))
-    out = _augly().opacity(im, **p)
+    out = ctx.F.opacity(im, **p)
     bg = Image.new("RGBA", out.size, (255, 255, 255, 255))   # flatten onto white, as a viewer would
     return Image.alpha_composite(bg, out.convert("RGBA")).convert("RGB"), p
 
@@ -338,13 +344,17 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
 def apply_edit(image: Image.Image, family: str, strength: float, seed: int = 0,
                assets: EditAssets | None = None) -> tuple[Image.Image, dict]:
     """Apply one edit family at a strength in [0, 1]; returns (edited RGB image, params)."""
+    return _apply(image, family, strength, seed, EditContext(assets or EditAssets()))
+
+
+def _apply(image, family: str, strength: float, seed: int, ctx: EditContext) -> tuple[Image.Image, dict]:
     if family not in FAMILIES:
         raise ValueError(f"Unknown edit family {family!r}; choose from {sorted(FAMILIES)}.")
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     rng = np.random.RandomState(seed % (2 ** 32))
     with _seeded(seed):
-        out, params = FAMILIES[family].fn(_rgb(image), strength, rng, assets or EditAssets())
+        out, params = FAMILIES[family].fn(_rgb(image), strength, rng, ctx)
     return _rgb(out), params
 
 
@@ -379,28 +389,21 @@ def apply_edits(image: Image.Image, recipe: list[tuple[str, float]], seed: int =
     With ``track_box=True`` AugLy also moves a box that starts as the whole image, so the
     trace says where the original is inside the result (what an overlay detector learns).
     """
-    global _tracker
     log = []
     tracker = _BoxTracker(image.size) if track_box else None
-    previous, _tracker = _tracker, tracker
-    try:
-        for k, (family, strength) in enumerate(recipe):
-            image, params = apply_edit(image, family, strength, seed=seed * 31 + k, assets=assets)
-            log.append({"family": family, "strength": strength, "params": params})
-    finally:
-        _tracker = previous
+    ctx = EditContext(assets or EditAssets(), tracker)
+    for k, (family, strength) in enumerate(recipe):
+        image, params = _apply(image, family, strength, seed * 31 + k, ctx)
+        log.append({"family": family, "strength": strength, "params": params})
     return EditTrace(image, log, tracker.box if tracker else None, tracker.metadata if tracker else [])
 
 
 def random_edit(image: Image.Image, seed: int, assets: EditAssets | None = None,
-                max_edits: int = 3, track_box: bool = False, max_strength: float = 1.0):
-    """Edit an image the way mini-DISC makes its queries; returns (image, log of edits).
-
-    With ``track_box=True`` it returns the whole :class:`EditTrace` instead.
-    """
+                max_edits: int = 3, track_box: bool = False, max_strength: float = 1.0) -> EditTrace:
+    """Edit an image the way mini-DISC makes its queries: an :class:`EditTrace` (``.image``,
+    ``.log`` of edits, and with ``track_box=True`` the ``.box`` where the original went)."""
     rng = np.random.RandomState(seed % (2 ** 32))
-    trace = apply_edits(image, sample_recipe(rng, max_edits, max_strength), seed, assets, track_box)
-    return trace if track_box else (trace.image, trace.log)
+    return apply_edits(image, sample_recipe(rng, max_edits, max_strength), seed, assets, track_box)
 
 
 # families that change the frame: what is visible of the original, and where it sits

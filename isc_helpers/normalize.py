@@ -23,22 +23,21 @@ refuse anything but training ids (``T...``).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
+from . import io, metrics, search
+from .descriptors import l2_normalize
 from .io import FormatError, check_matrix
 
 
 class NormalizationError(ValueError):
     """Raised for a background that is not made of training descriptors, or bad parameters."""
-
-
-def l2n(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
 def background(train, ids: Sequence[str] | None = None) -> np.ndarray:
@@ -69,7 +68,8 @@ def background(train, ids: Sequence[str] | None = None) -> np.ndarray:
     return x
 
 
-def _x(a, name: str, d: int | None = None) -> np.ndarray:
+def as_matrix(a, name: str, d: int | None = None) -> np.ndarray:
+    """A descriptor matrix from an array or anything with ``.x``, validated (float32, 2-D, finite)."""
     return check_matrix(np.asarray(a.x if hasattr(a, "x") else a), name, "normalization", d)
 
 
@@ -78,7 +78,7 @@ def topk(x: np.ndarray, train: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     import faiss
     if k < 1:
         raise NormalizationError("k must be at least 1.")
-    x = np.ascontiguousarray(_x(x, "input"))
+    x = np.ascontiguousarray(as_matrix(x, "input"))
     t = np.ascontiguousarray(background(train))
     if x.shape[1] != t.shape[1]:
         raise FormatError(f"normalization: descriptors have dimension {x.shape[1]}, the background {t.shape[1]}.")
@@ -112,8 +112,8 @@ class PCA:
         return cls(mean.astype(np.float32), v.astype(np.float32), scale.astype(np.float32), whiten)
 
     def apply(self, x) -> np.ndarray:
-        x = _x(x, "input", len(self.mean))
-        return l2n(((x - self.mean) @ self.components) * self.scale)
+        x = as_matrix(x, "input", len(self.mean))
+        return l2_normalize(((x - self.mean) @ self.components) * self.scale)
 
 
 # ---------------------------------------------------------------- score normalization
@@ -131,7 +131,7 @@ def score_normalize(q, r, train, n: int = 3, factor: float = 1.0) -> tuple[np.nd
     ``q'.r' = q.r - factor * bias(q)`` exactly: plain inner-product search now ranks every
     pair by its normalised score. The rows leave the unit sphere ("escaping the sphere").
     """
-    q, r = _x(q, "query"), _x(r, "reference")
+    q, r = as_matrix(q, "query"), as_matrix(r, "reference")
     b = score_bias(q, train, n)
     q2 = np.hstack([q, (-factor * b)[:, None]]).astype(np.float32)
     r2 = np.hstack([r, np.ones((len(r), 1), np.float32)])
@@ -145,7 +145,7 @@ def smooth_background(train, k: int = 10, power: float = 3.0) -> np.ndarray:
     t = background(train)
     sims, idx = topk(t, t, k)
     w = np.maximum(sims, 0) ** power
-    return l2n((w[..., None] * t[idx]).sum(1))
+    return l2_normalize((w[..., None] * t[idx]).sum(1))
 
 
 def negative_embedding_subtraction(x, train, k: int = 10, beta: float = 0.35, smooth_k: int = 10,
@@ -159,9 +159,9 @@ def negative_embedding_subtraction(x, train, k: int = 10, beta: float = 0.35, sm
     if beta < 0:
         raise NormalizationError("beta must be >= 0.")
     s = smooth_background(train, smooth_k, power) if smoothed is None else smoothed
-    x = _x(x, "input")
+    x = as_matrix(x, "input")
     _, idx = topk(x, s, k)
-    return l2n(x - beta * s[idx].mean(1))
+    return l2_normalize(x - beta * s[idx].mean(1))
 
 
 # ---------------------------------------------------------------- stretching, query normalization
@@ -172,7 +172,7 @@ def stretch(q, train, k: int = 5, factor: float = 2.5) -> np.ndarray:
     crowded neighbourhood (large s) is pushed away from every reference, which evens out
     scores across queries. With inner-product search it would do the opposite.
     """
-    q = _x(q, "query")
+    q = as_matrix(q, "query")
     sims, _ = topk(q, train, k)
     return (factor * sims.mean(1, keepdims=True) * q).astype(np.float32)
 
@@ -182,13 +182,13 @@ def query_normalize(q, train, k: int = 100, n: int = 3, factor: float = 1.8,
     """Query normalization: q' = q + factor * sqrt(mean top-n similarity) * u, where u is the
     unit direction from the mean of q's ``k`` nearest background descriptors towards q;
     re-normalised by default."""
-    q = _x(q, "query")
+    q = as_matrix(q, "query")
     t = background(train)
     sims, idx = topk(q, t, k)
-    u = l2n(q - t[idx].mean(1))
+    u = l2_normalize(q - t[idx].mean(1))
     a = factor * np.sqrt(np.maximum(sims[:, :n].mean(1), 0))
     out = q + a[:, None] * u
-    return l2n(out) if renormalize else out.astype(np.float32)
+    return l2_normalize(out) if renormalize else out.astype(np.float32)
 
 
 # ---------------------------------------------------------------- chains
@@ -203,7 +203,7 @@ def apply(q, r, train, steps: Sequence[tuple[str, dict]]) -> tuple[np.ndarray, n
     Steps that transform every descriptor (pca, whiten, nes) transform the background too,
     so later steps compare like with like. ``stretch`` and ``score_norm`` must come last.
     """
-    q, r, t = _x(q, "query"), _x(r, "reference"), background(train)
+    q, r, t = as_matrix(q, "query"), as_matrix(r, "reference"), background(train)
     metric = "ip"
     for i, (name, params) in enumerate(steps):
         params = dict(params or {})
@@ -235,21 +235,23 @@ def describe(steps: Sequence[tuple[str, dict]]) -> str:
 
 def evaluate(q, query_ids, r, reference_ids, train, gt, steps=(), k: int = 10):
     """µAP etc. (:class:`~isc_helpers.metrics.Evaluation`) of a chain on one task, k per query."""
-    from . import metrics, search
     qn, rn, metric = apply(q, r, train, steps)
     preds = search.search(qn, list(query_ids), rn, list(reference_ids), k=k, metric=metric)
     return metrics.evaluate(preds, gt)
 
 
-def choose(task: dict, base: Sequence[tuple[str, dict]], step: str, grid: Sequence[dict], k: int = 10):
+def evaluate_task(task, steps=(), k: int = 10):
+    """:func:`evaluate` of a chain on a :class:`~isc_helpers.tasks.Task`."""
+    return evaluate(task.q, task.query_ids, task.r, task.reference_ids, task.train, task.gt, steps, k)
+
+
+def choose(task, base: Sequence[tuple[str, dict]], step: str, grid: Sequence[dict], k: int = 10):
     """Try each parameter set of ``grid`` for ``step`` after the chain ``base`` on a tuning
-    task (a dict with q, query_ids, r, reference_ids, train, gt — built from training
-    images); returns (best params, table of µAP per setting). Ties go to the earlier setting."""
-    import pandas as pd
+    :class:`~isc_helpers.tasks.Task` (built from training images); returns (best params,
+    table of µAP per setting). Ties go to the earlier setting."""
     rows = []
     for params in grid:
-        ev = evaluate(task["q"], task["query_ids"], task["r"], task["reference_ids"], task["train"],
-                      task["gt"], list(base) + [(step, params)], k)
+        ev = evaluate_task(task, list(base) + [(step, params)], k)
         rows.append({**params, "uap": ev.uap})
     table = pd.DataFrame(rows)
     best = dict(grid[int(np.argmax(table.uap.to_numpy()))])
@@ -264,47 +266,15 @@ def normalize_h5(src: str | Path, dst: str | Path, train, steps, train_ids: Sequ
     the descriptor track's 256. The official descriptor-track search is L2; a chain ending in
     ``score_norm`` is exact only for inner-product search.
     """
-    from . import io
     q, qids, r, rids = io.read_descriptors(src)
     t = background(train, train_ids)
     qn, rn, _ = apply(q, r, t, steps)
     return io.write_descriptors(dst, qn, qids, rn, rids, overwrite=overwrite)
 
 
-def tuning_task(ds, method: str, tuning=None, progress: bool = True) -> dict:
-    """The tuning task (:func:`~isc_helpers.data.build_tuning_set`, made from ``ds``'s training
-    images) described with ``method``, as a dict for :func:`choose`.
-
-    Its references and background are byte-identical copies of training images, so their
-    descriptors are looked up in ``ds``'s cached training descriptors; only its edited
-    queries are extracted.
-    """
-    import pandas as pd
-    from . import data, descriptors
-    tu = tuning or data.build_tuning_set(ds, progress=progress)
-    train = descriptors.for_dataset(ds, method, "train", progress=progress)
-    row = {t: i for i, t in enumerate(train.ids)}
-    src = pd.read_csv(Path(tu.root) / "tuning_sources.csv", dtype=str).set_index("image_id").train_id
-    q = descriptors.for_dataset(tu, method, "query", progress=progress)
-    r = train.x[[row[src[i]] for i in tu.reference_ids]]
-    t = train.x[[row[src[i]] for i in tu.train_ids]]
-    return {"q": q.x, "query_ids": q.ids, "r": r, "reference_ids": list(tu.reference_ids),
-            "train": descriptors.Extracted(list(tu.train_ids), t, 0.0), "gt": tu.ground_truth()}
-
-
-def evaluation_task(ds, method: str, progress: bool = True) -> dict:
-    """The same dict for a dataset's own queries and references, background = its training images."""
-    from . import descriptors
-    q = descriptors.for_dataset(ds, method, "query", progress=progress)
-    r = descriptors.for_dataset(ds, method, "reference", progress=progress)
-    t = descriptors.for_dataset(ds, method, "train", progress=progress)
-    return {"q": q.x, "query_ids": q.ids, "r": r.x, "reference_ids": r.ids, "train": t, "gt": ds.ground_truth()}
-
-
 def combinations(chosen: dict[str, dict]) -> list[list[tuple[str, dict]]]:
     """Every chain in the canonical order whiten/pca -> nes -> query_norm -> (score_norm or
     stretch), using the parameters in ``chosen`` (step name -> params) for the steps it names."""
-    import itertools
     first = [[]] + [[(s, chosen[s])] for s in ("whiten", "pca") if s in chosen]
     middle = [[(s, chosen[s])] for s in ("nes", "query_norm") if s in chosen]
     last = [[]] + [[(s, chosen[s])] for s in ("score_norm", "stretch") if s in chosen]
@@ -317,57 +287,12 @@ def combinations(chosen: dict[str, dict]) -> list[list[tuple[str, dict]]]:
     return chains
 
 
-def best_chain(task: dict, chosen: dict[str, dict], k: int = 10):
+def best_chain(task, chosen: dict[str, dict], k: int = 10):
     """Evaluate every chain of :func:`combinations` on the tuning task; returns (best chain,
     table sorted by µAP). Ties go to the shorter chain."""
-    import pandas as pd
     rows = []
     for chain in combinations(chosen):
-        ev = evaluate(task["q"], task["query_ids"], task["r"], task["reference_ids"], task["train"],
-                      task["gt"], chain, k)
+        ev = evaluate_task(task, chain, k)
         rows.append({"chain": describe(chain), "steps": len(chain), "uap": ev.uap, "_chain": chain})
     table = pd.DataFrame(rows).sort_values(["uap", "steps"], ascending=[False, True], kind="mergesort")
     return table.iloc[0]["_chain"], table.drop(columns="_chain").reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- ensembles and compatibility (lesson 08)
-def concatenate(*members) -> np.ndarray:
-    """Concatenate the descriptors of several models for the same images, each member
-    L2-normalised first so that each weighs the same; float32 [n, sum of dims]."""
-    xs = [l2n(_x(m, f"member {i}")) for i, m in enumerate(members)]
-    if len({len(x) for x in xs}) != 1:
-        raise FormatError("normalization: ensemble members describe different numbers of images.")
-    return np.hstack(xs).astype(np.float32)
-
-
-def ensemble(q_members, r_members, train_members, dim: int = 256, whiten: bool = True):
-    """The descriptor-track 2nd place's ensemble: concatenate members, PCA-whiten to ``dim``
-    on training images. Returns (queries, references, the fitted :class:`PCA`)."""
-    t = concatenate(*[background(m) for m in train_members])
-    p = PCA.fit(t, dim=dim, whiten=whiten)
-    return p.apply(concatenate(*q_members)), p.apply(concatenate(*r_members)), p
-
-
-@dataclass
-class LinearMap:
-    """A linear map from one model's descriptor space to another's (then L2-normalised)."""
-    weight: np.ndarray            # [d_source, d_target]
-    bias: np.ndarray              # [d_target]
-
-    def apply(self, x) -> np.ndarray:
-        x = _x(x, "source", self.weight.shape[0])
-        return l2n(x @ self.weight + self.bias)
-
-
-def fit_compatible(source_train, target_train, ridge: float = 1e-2) -> LinearMap:
-    """Make a new model's descriptors comparable with an old model's (feature compatibility):
-    ridge regression from the new model's descriptors of the *training* images onto the old
-    model's descriptors of the same images. References described by the old model then need
-    no re-extraction: describe queries with the new model and :meth:`LinearMap.apply`."""
-    s, t = background(source_train).astype(np.float64), background(target_train).astype(np.float64)
-    if len(s) != len(t):
-        raise FormatError("normalization: both models must describe the same training images, in the same order.")
-    ms, mt = s.mean(0), t.mean(0)
-    a = s - ms
-    w = np.linalg.solve(a.T @ a + ridge * len(s) * np.eye(s.shape[1]), a.T @ (t - mt))
-    return LinearMap(w.astype(np.float32), (mt - ms @ w).astype(np.float32))

@@ -1,9 +1,11 @@
-"""Exact k-nearest-neighbour search with faiss, turned into predictions for the metric (lesson 00).
+"""k-nearest-neighbour search of descriptor arrays with faiss, turned into predictions (lessons 02, 07).
 
-Two ways to pick candidates: ``k`` per query, or a global candidate budget (the
+Arrays in, arrays or prediction tables out: this module knows nothing of datasets or
+models. Two ways to pick candidates: ``k`` per query, or a global candidate budget (the
 descriptor-track scorers keep the best pairs over all queries, not k per query).
 Inner product for L2-normalised descriptors (score = similarity), L2 otherwise
-(score = -squared distance, as the official descriptor-track scorer).
+(score = -squared distance, as the official descriptor-track scorer), Hamming for hashes.
+Exact search by default; any faiss index from a factory string (IVF, IVF-PQ, HNSW) at scale.
 """
 from __future__ import annotations
 
@@ -42,13 +44,19 @@ def hamming_knn(queries, references, k: int) -> tuple[np.ndarray, np.ndarray]:
     return -dist.astype(np.float32), idx
 
 
-def knn(queries, references, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
-    """Exact search: (scores [n_q, k], indices [n_q, k]); higher score = more similar."""
+def knn(queries, references, k: int, metric: str = "ip", factory: str = "Flat") -> tuple[np.ndarray, np.ndarray]:
+    """Search: (scores [n_q, k], indices [n_q, k]); higher score = more similar.
+
+    ``factory``: "Flat" (exact, the default) or a faiss factory string for an approximate
+    index (:func:`build_index`); hashes (``metric="hamming"``) are always searched exactly.
+    """
     import faiss
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}")
     if metric == "hamming":
         return hamming_knn(queries, references, k)
+    if factory != "Flat":
+        return search_index(build_index(references, factory, metric), queries, k, metric)
     r = np.ascontiguousarray(check_matrix(references, "reference", "search"))
     q = np.ascontiguousarray(check_matrix(queries, "query", "search", r.shape[1]))
     k = min(k, r.shape[0])
@@ -78,7 +86,7 @@ def global_budget(preds: pd.DataFrame, budget: int) -> pd.DataFrame:
 
 
 def search(queries, query_ids, references, reference_ids, k: int = 10, metric: str = "ip",
-           budget: int | None = None) -> pd.DataFrame:
+           budget: int | None = None, factory: str = "Flat") -> pd.DataFrame:
     """Search every query against the references and return predictions for the metric.
 
     ``k``: candidates per query. ``budget``: if given, then keep only the best ``budget``
@@ -86,22 +94,17 @@ def search(queries, query_ids, references, reference_ids, k: int = 10, metric: s
     """
     if len(query_ids) != len(queries) or len(reference_ids) != len(references):
         raise FormatError("Give one id per descriptor row (query_ids and reference_ids).")
-    scores, idx = knn(queries, references, k, metric)
+    scores, idx = knn(queries, references, k, metric, factory)
     preds = to_predictions(scores, idx, query_ids, reference_ids)
     return global_budget(preds, budget) if budget else preds
 
 
-def search_method(ds, method: str, k: int = 10, progress: bool = True):
-    """Extract (or load cached) descriptors of a dataset's queries and references with a
-    :data:`~isc_helpers.descriptors.METHODS` entry, and search: returns (predictions, q, r).
-
-    Hashes are searched by Hamming distance, float descriptors by inner product.
-    """
-    from . import descriptors
-    q = descriptors.for_dataset(ds, method, "query", progress=progress)
-    r = descriptors.for_dataset(ds, method, "reference", progress=progress)
-    metric = "hamming" if descriptors.METHODS[method].binary else "ip"
-    return search(q.x, q.ids, r.x, r.ids, k=k, metric=metric), q, r
+def top_k(preds: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Each query's ``k`` best rows by score, with their ``rank`` within the query (0 = best).
+    Ties keep the table's order."""
+    top = preds.sort_values(["query_id", "score"], ascending=[True, False], kind="mergesort")
+    top = top.assign(rank=top.groupby("query_id", sort=False).cumcount())
+    return top[top["rank"] < k].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ at scale (lesson 07)
@@ -197,62 +200,3 @@ def recall_against_exact(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float
     """Fraction of the exact top-k neighbours that an approximate search also returned."""
     hits = sum(len(set(a) & set(e)) for a, e in zip(approx_idx.tolist(), exact_idx.tolist()))
     return hits / exact_idx.size
-
-
-def simulate_distractors(model_descriptors, n: int, seed: int = 0, chunk: int = 100_000):
-    """Synthetic distractor descriptors drawn to match real ones: a Gaussian with the mean and
-    covariance of ``model_descriptors`` (e.g. training-image descriptors), L2-normalised.
-
-    A simulation, not images: it reproduces the first two moments of the distribution (how
-    crowded descriptor space is on average), not its clusters of near-duplicates.
-    """
-    x = np.asarray(check_matrix(model_descriptors, "model", "simulation"), np.float64)
-    mean = x.mean(0)
-    cov = np.cov(x - mean, rowvar=False) + 1e-6 * np.eye(x.shape[1])
-    chol = np.linalg.cholesky(cov)
-    rs = np.random.RandomState(seed)
-    out = np.empty((n, x.shape[1]), np.float32)
-    for s in range(0, n, chunk):
-        m = min(chunk, n - s)
-        z = mean + rs.standard_normal((m, x.shape[1])) @ chol.T
-        out[s:s + m] = z / np.linalg.norm(z, axis=1, keepdims=True)
-    return out
-
-
-def with_distractors(q, query_ids, r, reference_ids, gt, model_descriptors, sizes, k: int = 10,
-                     factories=(), seed: int = 0, progress: bool = False):
-    """The scale curve: µAP and search time as simulated distractor references are added.
-
-    For each size n in ``sizes``, ``n`` distractors (:func:`simulate_distractors` of
-    ``model_descriptors``, never matching any query) join the real references; exact search,
-    plus each faiss factory in ``factories`` (its recall of the exact top-k reported).
-    Returns a table with one row per (size, index).
-    """
-    import time
-    from tqdm.auto import tqdm
-    from . import metrics
-    sizes = sorted(sizes)
-    pool = simulate_distractors(model_descriptors, max(sizes), seed=seed) if max(sizes) else None
-    rows = []
-    for n in tqdm(sizes, desc="distractors", disable=not progress):
-        refs = np.vstack([r, pool[:n]]) if n else np.asarray(r)
-        ids = list(reference_ids) + [f"D{i:07d}" for i in range(n)]      # simulated: never in the ground truth
-        t0 = time.perf_counter()
-        s, i = knn(q, refs, k)
-        exact_s = time.perf_counter() - t0
-        ev = metrics.evaluate(to_predictions(s, i, query_ids, ids), gt, validate=False)
-        rows.append({"distractors": n, "references": len(refs), "index": "Flat (exact)", "build_s": 0.0,
-                     "search_s": exact_s, "recall_vs_exact": 1.0, "uAP": ev.uap, "recall@1": ev.recall_at_1})
-        for factory in factories:
-            t0 = time.perf_counter()
-            index = build_index(refs, factory, seed=seed)
-            build = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            sa, ia = search_index(index, q, k)
-            search_s = time.perf_counter() - t0
-            ev = metrics.evaluate(to_predictions(sa, ia, query_ids, ids), gt, validate=False)
-            rows.append({"distractors": n, "references": len(refs), "index": factory, "build_s": build,
-                         "search_s": search_s, "recall_vs_exact": recall_against_exact(ia, i),
-                         "uAP": ev.uap, "recall@1": ev.recall_at_1})
-    import pandas as pd
-    return pd.DataFrame(rows)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .local import FeatureStore, LocalFeatures
+from .keypoints import FeatureStore, LocalFeatures
+from .search import top_k
 
 METHODS = {"ransac": "RANSAC", "magsac": "USAC_MAGSAC"}
 
@@ -67,17 +68,10 @@ def verify_pair(a: LocalFeatures, b: LocalFeatures, ratio: float = 0.8, method: 
     return PairResult(len(src), int(inl.sum()), H, src, dst, inl)
 
 
-def top_k(preds: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Each query's ``k`` best candidates by score, with their global ``rank`` (0 = best)."""
-    top = preds.sort_values(["query_id", "score"], ascending=[True, False], kind="mergesort")
-    top = top.assign(rank=top.groupby("query_id", sort=False).cumcount())
-    return top[top["rank"] < k].reset_index(drop=True)
-
-
 def verify_candidates(preds: pd.DataFrame, queries: FeatureStore, references: FeatureStore, k: int = 10,
                       progress: bool = False, **kwargs) -> pd.DataFrame:
-    """Verify each query's ``k`` best candidates (by ``score``); adds their global ``rank``
-    (0 = best), n_matches, n_inliers and seconds per pair. Only verified candidates remain."""
+    """Verify each query's ``k`` best candidates (by ``score``); adds their ``rank`` within the
+    query (0 = best), n_matches, n_inliers and seconds per pair. Only verified candidates remain."""
     from tqdm.auto import tqdm
     top = top_k(preds, k)
     n_m, n_i, secs = [], [], []
@@ -155,16 +149,23 @@ class Fusion:
         """New predictions: ``global`` (calibrated global score), ``local`` (calibrated inliers),
         ``sum`` or ``max`` of the two, ``logistic`` (both features in one fit), or ``pair``
         (global score and a pair verifier's log-odds in one fit)."""
-        if how == "pair":
-            return verified[["query_id", "reference_id"]].assign(score=self.probability(verified, "pair"))
-        g, l = self.probability(verified, "global"), self.probability(verified, "local")
-        score = {"global": g, "local": l + 1e-6 * g, "sum": g + l, "max": np.maximum(g, l),
-                 "logistic": None}.get(how, "?")
-        if isinstance(score, str):
-            raise ValueError("how must be one of global, local, sum, max, logistic")
-        if score is None:
-            score = self.probability(verified, "both")
-        return verified[["query_id", "reference_id"]].assign(score=score)
+        if how not in FUSIONS:
+            raise ValueError(f"how must be one of {', '.join(FUSIONS)}")
+        return verified[["query_id", "reference_id"]].assign(score=_fused(self, verified, how))
+
+
+FUSIONS = ("global", "local", "sum", "max", "logistic", "pair")
+
+
+def _fused(fusion: Fusion, verified: pd.DataFrame, how: str) -> np.ndarray:
+    """The fused score of each verified pair (see :meth:`Fusion.apply`)."""
+    if how in ("logistic", "pair"):
+        return fusion.probability(verified, "both" if how == "logistic" else "pair")
+    g = fusion.probability(verified, "global")
+    if how == "global":
+        return g
+    l = fusion.probability(verified, "local")
+    return {"local": l + 1e-6 * g, "sum": g + l, "max": np.maximum(g, l)}[how]
 
 
 def pair_scores(pairs: pd.DataFrame, q: np.ndarray, query_ids, r: np.ndarray, reference_ids) -> pd.DataFrame:
@@ -181,142 +182,3 @@ def union(*candidate_sets: pd.DataFrame) -> pd.DataFrame:
     """Union of candidate tables (query_id, reference_id), each pair once."""
     both = pd.concat([c[["query_id", "reference_id"]] for c in candidate_sets], ignore_index=True)
     return both.drop_duplicates().reset_index(drop=True)
-
-
-# ====================================================================== learned pair verification (lesson 08)
-PAIR_SIDE = 96        # each image of a pair is squeezed to PAIR_SIDE x PAIR_SIDE
-
-
-def side_by_side(query, reference, side: int = PAIR_SIDE):
-    """The matching-track 2nd place's input: query (left) and candidate (right) in one image."""
-    from PIL import Image
-    canvas = Image.new("RGB", (2 * side, side))
-    canvas.paste(query.convert("RGB").resize((side, side), Image.BICUBIC), (0, 0))
-    canvas.paste(reference.convert("RGB").resize((side, side), Image.BICUBIC), (side, 0))
-    return canvas
-
-
-def pair_examples(ds, photo_ids, descriptor, edits_per_photo: int = 6, seed: int = 0):
-    """Training pairs from *training* photos: (edited photo, its original) = copy;
-    (edited photo, the most similar *other* photo by ``descriptor``) = hard non-copy;
-    (edited photo, a random other photo) = easy non-copy. Returns (side-by-side images, labels)."""
-    from . import augment, data
-    rng = np.random.RandomState(seed)
-    assets = data.edit_assets("training")
-    photos = {p: ds.load(p).convert("RGB") for p in photo_ids}
-    for im in photos.values():
-        im.thumbnail((256, 256))
-    ids = list(photos)
-    x = descriptor(list(photos.values()))
-    sims = x @ x.T
-    np.fill_diagonal(sims, -np.inf)
-    images, labels = [], []
-    for i, p in enumerate(ids):
-        for j in range(edits_per_photo):
-            q, _ = augment.random_edit(photos[p], seed=seed * 1_000_003 + i * 101 + j, assets=assets)
-            if j % 2 == 0:
-                other = ids[int(np.argsort(-sims[i])[j // 2 % max(1, len(ids) - 1)])]   # hard: nearest others
-            else:
-                other = ids[(i + 1 + rng.randint(len(ids) - 1)) % len(ids)]            # easy: any other
-            images += [side_by_side(q, photos[p]), side_by_side(q, photos[other])]
-            labels += [1, 0]
-    return images, np.array(labels, np.float32)
-
-
-def _pair_head():
-    import torch
-    import torch.nn as nn
-
-    class Head(nn.Module):
-        """Reduce each cell, then compare the left half (query) with the right half (candidate):
-        their cell-by-cell products and differences, and their pooled products, go to an MLP."""
-
-        def __init__(self):
-            super().__init__()
-            self.reduce = nn.Sequential(nn.Conv2d(1280, 64, 1), nn.ReLU())
-            self.mlp = nn.Sequential(nn.Linear(64 * 9 * 2 + 64, 64), nn.ReLU(), nn.Linear(64, 1))
-
-        def forward(self, f):
-            f = self.reduce(f)
-            w = f.shape[-1] // 2
-            left, right = f[..., :w], f[..., w:]
-            pooled = left.mean((2, 3)) * right.mean((2, 3))
-            return self.mlp(torch.cat([(left * right).flatten(1), (left - right).abs().flatten(1), pooled], 1))
-    return Head()
-
-
-class PairVerifier:
-    """A small copy-or-not classifier on side-by-side pairs: frozen ImageNet EfficientNet-Lite0
-    features of the pair image (3 x 6 cells: 3 x 3 per side) and a small trained head that
-    compares the left (query) cells with the right (candidate) cells."""
-
-    def __init__(self, head=None):
-        from .models import FrozenBackboneHead
-        self._net = FrozenBackboneHead(head or _pair_head())
-        self._net.size = None                       # keep the 2:1 pair image as it is
-        self.head = self._net.head
-
-    def features(self, pair_images, batch_size: int = 64):
-        return self._net.features(list(pair_images), batch_size)
-
-    def probability_features(self, feats) -> np.ndarray:
-        import torch
-        return torch.sigmoid(self._net.head_output(feats)).squeeze(1).numpy()
-
-    def probability(self, pair_images) -> np.ndarray:
-        return self.probability_features(self.features(list(pair_images)))
-
-
-def train_pair_verifier(ds, descriptor, steps: int = 300, edits_per_photo: int = 6, seed: int = 0,
-                        progress: bool = True, cache: bool = True):
-    """Train :class:`PairVerifier`'s head on pairs from training photos (85% train, 15% of the
-    photos held out). Returns (verifier, report: held-out accuracy and AUC, seconds). Cached."""
-    import torch
-    from tqdm.auto import tqdm
-    from . import models
-    photos = list(ds.photo_train_ids())
-    rng = np.random.RandomState(seed)
-    photos = [photos[i] for i in rng.permutation(len(photos))]
-    n_held = max(2, int(0.15 * len(photos)))
-    torch.manual_seed(seed)                        # the head's initial weights are part of the recipe
-    ver = PairVerifier()
-    path = models.head_cache_path("pairs", ds, steps, edits_per_photo, seed, len(photos), "v3")
-    if cache and (cached := models.load_head(path, ver.head)) is not None:
-        return ver, cached
-    t0 = time.time()
-    torch.manual_seed(seed)
-    train_imgs, train_y = pair_examples(ds, photos[n_held:], descriptor, edits_per_photo, seed)
-    held_imgs, held_y = pair_examples(ds, photos[:n_held], descriptor, edits_per_photo, seed + 1)
-    f_train, f_held = ver.features(train_imgs), ver.features(held_imgs)
-    y = torch.from_numpy(train_y)
-    opt = torch.optim.AdamW(ver.head.parameters(), lr=1e-3, weight_decay=1e-3)
-    g = torch.Generator().manual_seed(seed)
-    ver.head.train()
-    for _ in tqdm(range(steps), desc="pair verifier", disable=not progress):
-        idx = torch.randint(0, len(y), (64,), generator=g)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ver.head(f_train[idx]).squeeze(1), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    p = ver.probability_features(f_held)
-    pos, neg = p[held_y == 1], p[held_y == 0]
-    auc = float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
-    report = {"heldout_accuracy": float(((p > 0.5) == (held_y == 1)).mean()), "heldout_auc": auc,
-              "train_pairs": float(len(train_y)), "train_seconds": time.time() - t0}
-    if cache:
-        models.save_head(path, ver.head, report)
-    return ver, report
-
-
-def verify_with_model(preds, ds, verifier: PairVerifier, k: int = 5, progress: bool = False) -> pd.DataFrame:
-    """Score each query's ``k`` best candidates with a :class:`PairVerifier`; adds ``p_pair``
-    and seconds per pair."""
-    from tqdm.auto import tqdm
-    top = top_k(preds, k)
-    probs = []
-    t0 = time.perf_counter()
-    rows = list(zip(top.query_id, top.reference_id))
-    for s in tqdm(range(0, len(rows), 64), desc="pair verifier", disable=not progress):
-        probs.append(verifier.probability([side_by_side(ds.load(q), ds.load(r)) for q, r in rows[s:s + 64]]))
-    seconds = (time.perf_counter() - t0) / max(1, len(rows))
-    return top.assign(p_pair=np.concatenate(probs) if probs else np.zeros(0), seconds=seconds)

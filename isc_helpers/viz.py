@@ -3,8 +3,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image, ImageDraw
+
+from . import augment, keypoints, verify
+from .images import grey
 
 
 def show_images(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 5,
@@ -62,7 +68,6 @@ def heatmap(table, ax=None, fmt: str = "{:.2f}", cmap: str = "viridis", title: s
 
 def draw_box(image, box, colour=(255, 40, 40), width: int = 3):
     """A copy of a PIL image with a (left, top, right, bottom) pixel box drawn on it."""
-    from PIL import ImageDraw
     out = image.convert("RGB").copy()
     if box is not None:
         ImageDraw.Draw(out).rectangle([float(v) for v in box], outline=colour, width=width)
@@ -100,7 +105,6 @@ def has_frontend() -> bool:
     Headless runs (``make course``, ``make test``, nbval) set ``ISC_HEADLESS=1``; widgets
     then fall back to static figures instead of waiting for clicks that never come.
     """
-    import os
     if os.environ.get("ISC_HEADLESS", "") not in ("", "0"):
         return False
     try:
@@ -112,7 +116,6 @@ def has_frontend() -> bool:
 
 
 def _edit_view(ds, image_id, recipe, seed, assets):
-    from . import augment
     trace = augment.apply_edits(ds.load(image_id), recipe, seed=seed, assets=assets, track_box=True)
     lines = [f"{e['family']} (strength {e['strength']:.2f}): {e['params']}" for e in trace.log]
     box = None if trace.box is None else tuple(round(v) for v in trace.box)
@@ -126,7 +129,6 @@ def edit_playground(ds, assets, image_ids, families=None, static_examples=None):
     With a front end: an ipywidgets panel. Headless: a static grid of ``static_examples``
     (a list of (image_id, recipe, seed)) with their logs printed, so nothing waits.
     """
-    from . import augment
     families = list(families or augment.FAMILIES)
     if not has_frontend():
         examples = static_examples or [(image_ids[0], [(f, 0.6)], 0) for f in families[:6]]
@@ -211,14 +213,16 @@ def _picker_panel(pick, figure, css_class: str):
 
 
 # ------------------------------------------------------------------ lesson 05: matches
-def draw_matches(query_image, ref_image, result, ax=None, title: str = "", max_lines: int = 150):
+def draw_matches(query_image, ref_image, result, ax=None, title: str = "", max_lines: int = 150, sizes=None):
     """Query (left) and reference (right) side by side with match lines: inliers of the
     homography in green, other ratio-test matches in red. Positions are in the images
-    as resized for SIFT, so both are resized to the sizes the keypoints were found at."""
-    from PIL import Image
-    from .local import _grey
-    qa = np.asarray(query_image.convert("RGB").resize(_grey(query_image, 512).shape[::-1], Image.BILINEAR))
-    ra = np.asarray(ref_image.convert("RGB").resize(_grey(ref_image, 512).shape[::-1], Image.BILINEAR))
+    as resized for SIFT, so both are resized to the sizes the keypoints were found at:
+    ``sizes`` = ((w, h) of the query, (w, h) of the reference), e.g. the
+    :class:`~isc_helpers.keypoints.LocalFeatures` ``.size``; default: SIFT's default resizing."""
+    if sizes is None:
+        sizes = [grey(im, keypoints.MAX_SIDE).shape[::-1] for im in (query_image, ref_image)]
+    qa, ra = (np.asarray(im.convert("RGB").resize(tuple(size), Image.BILINEAR))
+              for im, size in zip((query_image, ref_image), sizes))
     h = max(qa.shape[0], ra.shape[0])
     canvas = np.full((h, qa.shape[1] + ra.shape[1], 3), 255, np.uint8)
     canvas[:qa.shape[0], :qa.shape[1]] = qa
@@ -237,7 +241,6 @@ def draw_matches(query_image, ref_image, result, ax=None, title: str = "", max_l
 
 
 def _match_view(ds, verified, qfeat, rfeat, gt, query_id, **verify_kwargs):
-    from . import verify
     true = dict(zip(gt.query_id, gt.reference_id)).get(query_id, "")
     rows = verified[verified.query_id == query_id].sort_values("n_inliers", ascending=False, kind="mergesort")
     fig, axes = plt.subplots(1, 2, figsize=(14, 4))
@@ -245,7 +248,8 @@ def _match_view(ds, verified, qfeat, rfeat, gt, query_id, **verify_kwargs):
         res = verify.verify_pair(qfeat[query_id], rfeat[row.reference_id], **verify_kwargs)
         mark = "✔ true match" if row.reference_id == true else "not the original"
         draw_matches(ds.load(query_id), ds.load(row.reference_id), res, ax,
-                     f"{query_id} vs {row.reference_id} ({mark}): {res.n_inliers} inliers / {res.n_matches} matches")
+                     f"{query_id} vs {row.reference_id} ({mark}): {res.n_inliers} inliers / {res.n_matches} matches",
+                     sizes=(qfeat[query_id].size, rfeat[row.reference_id].size))
     fig.tight_layout()
     return fig
 

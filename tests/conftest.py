@@ -8,8 +8,8 @@ os.environ.setdefault("ISC_HEADLESS", "1")   # widgets fall back to static figur
 
 
 @pytest.fixture(scope="session")
-def minidisc():
+def mini():
     """The test-profile mini-DISC (built once into the course cache, then reused)."""
-    from isc_helpers import data
+    from isc_helpers import minidisc
     from isc_helpers.profile import get_profile
-    return data.load_minidisc(get_profile("test"), progress=False)
+    return minidisc.load_minidisc(get_profile("test"), progress=False)

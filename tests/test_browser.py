@@ -80,7 +80,7 @@ def lab(tmp_path):
         log.close()
 
 
-def test_playground_widget_renders_in_jupyterlab(lab, minidisc):
+def test_playground_widget_renders_in_jupyterlab(lab, mini):
     if CHROMIUM is None:
         _missing("chromium")
     try:

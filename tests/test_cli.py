@@ -18,3 +18,15 @@ def test_evaluate_command_bad_file(tmp_path, capsys):
     (tmp_path / "gt.csv").write_text("query_id,reference_id\nQ00000,\n")
     assert cli.main(["evaluate", str(tmp_path / "p.csv"), str(tmp_path / "gt.csv")]) == 2
     assert "missing column" in capsys.readouterr().err
+
+
+def test_train_options_override_the_profile_recipe():
+    # one source of the recipe: `isc-course train` starts from checkpoints.default_config
+    from isc_helpers.checkpoints import default_config
+    args = cli.parser().parse_args(["train", "--out", "x", "--profile", "course"])
+    assert cli.train_config(args) == default_config("course")
+    args = cli.parser().parse_args(["train", "--out", "x", "--profile", "course", "--steps", "12",
+                                    "--objective", "sscd", "--sizes", "96,128", "--no-progressive"])
+    cfg = cli.train_config(args)
+    assert (cfg.steps, cfg.objective, cfg.sizes, cfg.progressive) == (12, "sscd", (96, 128), False)
+    assert cfg.batch_size == default_config("course").batch_size

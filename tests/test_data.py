@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import data
+from isc_helpers import data, images, minidisc
 from isc_helpers.profile import PROFILES, get_profile
 
 
@@ -40,8 +40,8 @@ def test_profiles():
         assert p.describe()
 
 
-def test_minidisc_layout_and_disjoint_splits(minidisc):
-    ds = minidisc
+def test_minidisc_layout_and_disjoint_splits(mini):
+    ds = mini
     p = get_profile("test")
     gt = ds.ground_truth()
     assert len(ds.reference_ids) == p.n_reference_photos + p.n_reference_distractors
@@ -60,28 +60,28 @@ def test_minidisc_layout_and_disjoint_splits(minidisc):
     assert all(isinstance(json.loads(x), dict) for x in edits.params)
 
 
-def test_minidisc_is_deterministic_and_cached(minidisc, tmp_path, monkeypatch):
+def test_minidisc_is_deterministic_and_cached(mini, tmp_path, monkeypatch):
     monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
     small = PROFILES["test"].__class__(**{**PROFILES["test"].as_dict(), "name": "tiny", "n_reference_photos": 6,
                                           "n_copied": 4, "n_nonmatch_photos": 3, "queries_per_nonmatch": 2,
                                           "n_reference_distractors": 5, "n_train_photos": 3, "n_train_filler": 4})
-    a = data.build_minidisc(small, progress=False)
+    a = minidisc.build_minidisc(small, progress=False)
     first = {p.name: p.read_bytes() for p in (a / "query").iterdir()}
     mtime = (a / "recipe.json").stat().st_mtime
-    assert data.build_minidisc(small, progress=False) == a and (a / "recipe.json").stat().st_mtime == mtime
+    assert minidisc.build_minidisc(small, progress=False) == a and (a / "recipe.json").stat().st_mtime == mtime
     shutil.rmtree(a)
-    b = data.build_minidisc(small, progress=False)
+    b = minidisc.build_minidisc(small, progress=False)
     assert {p.name: p.read_bytes() for p in (b / "query").iterdir()} == first
     other = small.__class__(**{**small.as_dict(), "seed": 7})
-    assert data.build_minidisc(other, progress=False) != a      # new recipe, new folder
+    assert minidisc.build_minidisc(other, progress=False) != a      # new recipe, new folder
 
 
 def test_load_image_errors(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    with pytest.raises(data.ImageError, match="broken.jpg"):
-        data.load_image(tmp_path / "broken.jpg")
-    with pytest.raises(data.ImageError, match="no such"):
-        data.load_image(tmp_path / "missing.jpg")
+    with pytest.raises(images.ImageError, match="broken.jpg"):
+        images.load_image(tmp_path / "broken.jpg")
+    with pytest.raises(images.ImageError, match="no such"):
+        images.load_image(tmp_path / "missing.jpg")
 
 
 def _fake_disc21(root, layout="official"):

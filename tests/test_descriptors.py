@@ -1,18 +1,16 @@
 import numpy as np
 import pytest
-from PIL import Image
 
-from isc_helpers import descriptors, search
+from isc_helpers import data, descriptors, images, search
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def photo_files(tmp_path_factory):
     """A photo, its JPEG re-encoding, its crop and an unrelated photo."""
-    from isc_helpers import data
     d = tmp_path_factory.mktemp("imgs")
     pool = data.load_pool()
-    a = data.load_image(pool.files("photos")[0]).resize((256, 192))
-    b = data.load_image(pool.files("photos")[1]).resize((256, 192))
+    a = images.load_image(pool.files("photos")[0]).resize((256, 192))
+    b = images.load_image(pool.files("photos")[1]).resize((256, 192))
     a.save(d / "a.png")
     a.save(d / "a_jpeg.jpg", quality=30)
     a.crop((0, 0, 128, 192)).save(d / "a_crop.png")
@@ -21,8 +19,8 @@ def images(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name,dim", [("thumbnail", 256), ("colour_hist", 216), ("gist", 512)])
-def test_float_descriptors_shape_norm_and_invariance(images, name, dim):
-    x = descriptors.METHODS[name].fn(images)
+def test_float_descriptors_shape_norm_and_invariance(photo_files, name, dim):
+    x = descriptors.METHODS[name].fn(photo_files)
     assert x.shape == (4, dim) and x.dtype == np.float32
     assert np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
     sim = x @ x.T
@@ -30,8 +28,8 @@ def test_float_descriptors_shape_norm_and_invariance(images, name, dim):
 
 
 @pytest.mark.parametrize("name,nbytes", [("phash", 8), ("pdq", 32)])
-def test_hashes_survive_jpeg_not_crop(images, name, nbytes):
-    h = descriptors.METHODS[name].fn(images)
+def test_hashes_survive_jpeg_not_crop(photo_files, name, nbytes):
+    h = descriptors.METHODS[name].fn(photo_files)
     assert h.shape == (4, nbytes) and h.dtype == np.uint8
     bits = np.unpackbits(h, axis=1).astype(int)
     ham = lambda i, j: int(np.abs(bits[i] - bits[j]).sum())
@@ -41,7 +39,7 @@ def test_hashes_survive_jpeg_not_crop(images, name, nbytes):
 
 
 def test_gist_filter_bank_covers_orientations():
-    bank = descriptors._gist_filters(side=64)
+    bank = descriptors.gist_filters(side=64)
     assert bank.shape == (32, 64, 64) and np.all(bank[:, 0, 0] == 0)
     # each orientation peaks somewhere different
     peaks = {int(np.argmax(b)) for b in bank[:8]}
@@ -65,24 +63,24 @@ def test_hamming_input_errors():
         search.knn(np.zeros((1, 4), np.uint8), np.zeros((2, 8), np.uint8), k=1, metric="hamming")
 
 
-def test_for_dataset_caches_atomically(minidisc, tmp_path, monkeypatch):
+def test_for_dataset_caches_atomically(mini, tmp_path, monkeypatch):
     monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
-    a = descriptors.for_dataset(minidisc, "thumbnail", "query", progress=False)
+    a = descriptors.for_dataset(mini, "thumbnail", "query", progress=False)
     files = list((tmp_path / "descriptors").rglob("*.npz"))
     assert len(files) == 1 and not list((tmp_path / "descriptors").rglob("*.tmp"))
-    b = descriptors.for_dataset(minidisc, "thumbnail", "query", progress=False)
-    assert np.array_equal(a.x, b.x) and a.ids == b.ids == minidisc.query_ids
+    b = descriptors.for_dataset(mini, "thumbnail", "query", progress=False)
+    assert np.array_equal(a.x, b.x) and a.ids == b.ids == mini.query_ids
     assert a.seconds == b.seconds     # the measured time travels with the cache
 
 
-def test_register_and_unknown_method(minidisc, tmp_path, monkeypatch):
+def test_register_and_unknown_method(mini, tmp_path, monkeypatch):
     monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="register"):
-        descriptors.for_dataset(minidisc, "no-such-method", "query")
+        descriptors.for_dataset(mini, "no-such-method", "query")
     descriptors.register("ones", lambda paths, progress=False: np.ones((len(paths), 4), np.float32))
     try:
-        preds, q, r = search.search_method(minidisc, "ones", k=2, progress=False)
-        assert len(preds) == 2 * len(minidisc.query_ids)
+        preds, q, r = descriptors.search_dataset(mini, "ones", k=2, progress=False)
+        assert len(preds) == 2 * len(mini.query_ids)
     finally:
         descriptors.METHODS.pop("ones")
 
@@ -94,17 +92,17 @@ def test_sscd_is_optional():
         descriptors.sscd([])
 
 
-def test_register_checkpoint_caches_by_content(minidisc, tmp_path, monkeypatch):
+def test_register_checkpoint_caches_by_content(mini, tmp_path, monkeypatch):
     import shutil
     monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path / "cache"))
     ck = tmp_path / "mine.pt"
     shutil.copyfile(descriptors.shipped_checkpoint(), ck)
     name = descriptors.register_checkpoint("my_checkpoint", ck)
     try:
-        a = descriptors.for_dataset(minidisc, name, "query", progress=False)
-        b = descriptors.for_dataset(minidisc, "trained", "query", progress=False)
+        a = descriptors.for_dataset(mini, name, "query", progress=False)
+        b = descriptors.for_dataset(mini, "trained", "query", progress=False)
         assert np.allclose(a.x, b.x, atol=1e-6)               # same weights, same descriptors
         files = list((tmp_path / "cache" / "descriptors").rglob("my_checkpoint-*-query.npz"))
-        assert len(files) == 1 and descriptors._file_sha1(ck) in files[0].name
+        assert len(files) == 1 and descriptors.file_fingerprint(ck) in files[0].name
     finally:
         descriptors.METHODS.pop("my_checkpoint", None)

@@ -2,35 +2,35 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isc_helpers import data, local
+from isc_helpers import data, images, local_global, minidisc, overlays
 
 
 def test_iou_hand_cases():
-    assert local.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert local.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert local.iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert overlays.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert overlays.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert overlays.iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
 
 
 def test_grid_and_views_cover_the_image():
-    boxes = local.grid_boxes(400, 300, grid=2, overlap=0.25)
+    boxes = local_global.grid_boxes(400, 300, grid=2, overlap=0.25)
     assert len(boxes) == 4 and boxes[0][:2] == (0, 0) and boxes[-1][2:] == (400, 300)
     assert boxes[1][0] < boxes[0][2]                         # neighbours overlap
-    assert local.centre_box(100, 50, 0.6) == (20, 10, 80, 40)
+    assert local_global.centre_box(100, 50, 0.6) == (20, 10, 80, 40)
     im = Image.new("RGB", (400, 300))
-    views = local.query_views(im)
+    views = local_global.query_views(im)
     assert [n for n, _ in views] == ["full", "centre", "grid0", "grid1", "grid2", "grid3", "rot90", "rot180", "rot270"]
     assert dict(views)["rot90"].size == (300, 400)
-    assert [n for n, _ in local.reference_regions(im)] == ["full", "centre", "grid0", "grid1", "grid2", "grid3"]
+    assert [n for n, _ in local_global.reference_regions(im)] == ["full", "centre", "grid0", "grid1", "grid2", "grid3"]
     with pytest.raises(ValueError, match="Unknown view"):
-        local.query_views(im, ["mirror"])
+        local_global.query_views(im, ["mirror"])
 
 
 def test_search_parts_scores_a_pair_by_its_best_parts():
     e = np.eye(4, dtype=np.float32)
-    q = local.Parts(["Q00000", "Q00000", "Q00001"], ["full", "grid0", "full"], np.stack([e[0], e[1], e[2]]))
-    r = local.Parts(["R000000", "R000000", "R000001", "R000001"], ["full", "grid0", "full", "grid0"],
+    q = local_global.Parts(["Q00000", "Q00000", "Q00001"], ["full", "grid0", "full"], np.stack([e[0], e[1], e[2]]))
+    r = local_global.Parts(["R000000", "R000000", "R000001", "R000001"], ["full", "grid0", "full", "grid0"],
                     np.stack([0.6 * e[0] + 0.8 * e[3], e[1], 0.9 * e[0] + np.sqrt(0.19) * e[2], e[3]]).astype(np.float32))
-    p = local.search_parts(q, r, k=2)
+    p = local_global.search_parts(q, r, k=2)
     s = {(a, b): v for a, b, v in zip(p.query_id, p.reference_id, p.score)}
     assert s[("Q00000", "R000000")] == pytest.approx(1.0)      # grid0 matches grid0 exactly
     assert s[("Q00000", "R000001")] == pytest.approx(0.9)
@@ -41,60 +41,60 @@ def test_search_parts_scores_a_pair_by_its_best_parts():
 def test_whole_images_reuse_extracted_descriptors():
     from isc_helpers.descriptors import Extracted
     x = np.eye(3, dtype=np.float32)
-    p = local.whole_images(Extracted(["R000000", "R000001", "R000002"], x, 1.5))
+    p = local_global.whole_images(Extracted(["R000000", "R000001", "R000002"], x, 1.5))
     assert p.names == ["full"] * 3 and p.x is x and p.per_image == 1 and p.seconds == 1.5
 
 
 def test_calibrate_parts_subtracts_each_parts_bias():
     rs = np.random.RandomState(0)
     x = lambda n: (lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))(rs.randn(n, 8)).astype(np.float32)
-    q = local.Parts(["Q00000"] * 3, ["a", "b", "c"], x(3))
-    r = local.Parts(["R000000"] * 2, ["a", "b"], x(2))
+    q = local_global.Parts(["Q00000"] * 3, ["a", "b", "c"], x(3))
+    r = local_global.Parts(["R000000"] * 2, ["a", "b"], x(2))
     t = x(20)
-    q2, r2 = local.calibrate_parts(q, r, t, n=2, factor=0.5)
+    q2, r2 = local_global.calibrate_parts(q, r, t, n=2, factor=0.5)
     bias = np.sort(q.x @ t.T, axis=1)[:, -2:].mean(1)
     assert np.allclose(q2.x @ r2.x.T, q.x @ r.x.T - 0.5 * bias[:, None], atol=1e-5)
 
 
 def test_heuristic_finds_a_pasted_photo():
     pool = data.load_pool()
-    bg = data.load_image(pool.files("photos")[5]).convert("RGB").resize((400, 300)).filter(
+    bg = images.load_image(pool.files("photos")[5]).convert("RGB").resize((400, 300)).filter(
         __import__("PIL.ImageFilter", fromlist=["GaussianBlur"]).GaussianBlur(3))
-    fg = data.load_image(pool.files("photos")[6]).convert("RGB").resize((200, 140))
+    fg = images.load_image(pool.files("photos")[6]).convert("RGB").resize((200, 140))
     bg.paste(fg, (120, 90))
-    box, score = local.find_pasted_region(bg)
-    assert local.iou(box, (120, 90, 320, 230)) > 0.7 and score > 0.3
+    box, score = overlays.find_pasted_region(bg)
+    assert overlays.iou(box, (120, 90, 320, 230)) > 0.7 and score > 0.3
     flat = Image.new("RGB", (300, 200), (120, 120, 120))
-    box, score = local.find_pasted_region(flat)
+    box, score = overlays.find_pasted_region(flat)
     assert box == (0.0, 0.0, 300.0, 200.0) and score < 0.3     # nothing found: the whole image
 
 
-def test_overlay_examples_and_tiny_detector(minidisc, tmp_path, monkeypatch):
-    images, boxes = local.overlay_examples(minidisc, 12, seed=1)
+def test_overlay_examples_and_tiny_detector(mini, tmp_path, monkeypatch):
+    images, boxes = overlays.overlay_examples(mini, 12, seed=1)
     assert len(images) == 12 and boxes.shape == (12, 4)
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     assert (boxes >= 0).all() and (boxes <= 1).all()
     assert ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) < 0.9).any()   # some are pasted
     monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
-    det, report = local.train_overlay_detector(minidisc, n_examples=20, steps=5, progress=False)
+    det, report = overlays.train_overlay_detector(mini, n_examples=20, steps=5, progress=False)
     assert 0 <= report["heldout_iou"] <= 1
     out = det.detect(images[:3])
     assert out.shape == (3, 4) and (out[:, 2] >= out[:, 0]).all()
-    again, report2 = local.train_overlay_detector(minidisc, n_examples=20, steps=5, progress=False)
+    again, report2 = overlays.train_overlay_detector(mini, n_examples=20, steps=5, progress=False)
     assert report2 == pytest.approx(report)                     # loaded from the cache
 
 
-def test_query_boxes_replay_the_build(minidisc):
-    boxes = data.query_boxes(minidisc)
-    gt = minidisc.ground_truth()
+def test_query_boxes_replay_the_build(mini):
+    boxes = minidisc.query_boxes(mini)
+    gt = mini.ground_truth()
     assert set(boxes.query_id) <= set(gt[gt.reference_id != ""].query_id)
     assert ((boxes.area > 0) & (boxes.area <= 1.0001)).all()
     # the replay reproduces the stored query (up to resizing and JPEG)
     qid = boxes.sort_values("area").query_id.iloc[0]
-    saved = minidisc.load(qid).convert("RGB")
-    replayed = data.replay_query(minidisc, qid).image.convert("RGB").resize(saved.size, Image.BICUBIC)
+    saved = mini.load(qid).convert("RGB")
+    replayed = minidisc.replay_query(mini, qid).image.convert("RGB").resize(saved.size, Image.BICUBIC)
     diff = np.abs(np.asarray(saved, float) - np.asarray(replayed, float)).mean()
     assert diff < 4.0, f"replayed query differs from the saved one by {diff:.1f} grey levels on average"
     with pytest.raises(data.DatasetError):
-        data.query_boxes(data.Dataset("x", minidisc.root / "query", minidisc.query_dir, minidisc.reference_dir,
-                                      minidisc.train_dir, minidisc.gt_path))
+        minidisc.query_boxes(data.Dataset("x", mini.root / "query", mini.query_dir, mini.reference_dir,
+                                      mini.train_dir, mini.gt_path))

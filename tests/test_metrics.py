@@ -107,7 +107,6 @@ def test_500k_predictions_score_quickly_enough_to_be_usable():
 
 def test_per_group_keeps_all_distractors():
     import pandas as pd
-    from isc_helpers import metrics
     gt = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00002"], "reference_id": ["R000000", "R000001", ""]})
     preds = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00002"],
                           "reference_id": ["R000000", "R000009", "R000003"], "score": [0.9, 0.8, 0.95]})

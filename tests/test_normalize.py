@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isc_helpers import io, normalize as N
+from isc_helpers import ensembles, io, metrics, minidisc, normalize as N, search
+from isc_helpers.descriptors import l2_normalize
 from isc_helpers.io import FormatError
 
 E = np.eye(4, dtype=np.float32)
@@ -10,7 +11,7 @@ S2 = np.float32(np.sqrt(0.5))
 
 
 def rand(n, d, seed=0):
-    return N.l2n(np.random.RandomState(seed).randn(n, d))
+    return l2_normalize(np.random.RandomState(seed).randn(n, d))
 
 
 def test_score_normalize_folds_the_bias_into_one_dimension():
@@ -62,11 +63,11 @@ def test_nes_hand_computed():
 
 
 def test_nes_smoothing_weights_by_cubed_similarity():
-    a, b = E[0], N.l2n(np.array([[1, 1, 0, 0]]))[0]
+    a, b = E[0], l2_normalize(np.array([[1, 1, 0, 0]]))[0]
     t = np.array([a, b])
     s = N.smooth_background(t, k=2, power=3.0)
     w = np.float32(S2) ** 3                             # weight of the other vector
-    want = N.l2n(np.array([a + w * b]))[0]
+    want = l2_normalize(np.array([a + w * b]))[0]
     assert np.allclose(s[0], want, atol=1e-6)
 
 
@@ -77,10 +78,10 @@ def test_stretch_and_query_normalize_hand_computed():
     assert np.allclose(s[0], 2.0 * S2 * q[0], atol=1e-6)        # mean top-2 = 0.707
     assert np.allclose(s[1], 0.0, atol=1e-6)                     # far from every training image
 
-    t = N.l2n(np.array([[1, 1, 0, 0]]))
+    t = l2_normalize(np.array([[1, 1, 0, 0]]))
     q = np.array([[1, 0, 0, 0]], np.float32)
     out = N.query_normalize(q, t, k=1, n=1, factor=1.8, renormalize=False)
-    u = N.l2n(q - t)[0]
+    u = l2_normalize(q - t)[0]
     assert np.allclose(out[0], q[0] + 1.8 * np.sqrt(S2) * u, atol=1e-5)
     assert np.allclose(np.linalg.norm(N.query_normalize(q, t, k=1, n=1)), 1, atol=1e-6)
     # a query orthogonal to the background is left alone
@@ -104,10 +105,9 @@ def test_score_normalization_fixes_a_crowded_query():
     """Two queries, each with one true match: the 'crowded' one (close to many training
     images) has a high-scoring false match that outranks the other's true match until
     its scores are normalised."""
-    from isc_helpers import metrics, search
     t = np.array([E[0], E[0], E[0]])
-    q = N.l2n(np.array([[1, 0.2, 0, 0], [0, 0, 1, 0.6]]))
-    r = N.l2n(np.array([[1, 0.0, 0.3, 0], [0.95, 0.4, 0, 0], [0, 0, 0.6, 1]]))
+    q = l2_normalize(np.array([[1, 0.2, 0, 0], [0, 0, 1, 0.6]]))
+    r = l2_normalize(np.array([[1, 0.0, 0.3, 0], [0.95, 0.4, 0, 0], [0, 0, 0.6, 1]]))
     gt = pd.DataFrame({"query_id": ["Q00000", "Q00001"], "reference_id": ["R000001", "R000002"]})
     qids, rids = ["Q00000", "Q00001"], ["R000000", "R000001", "R000002"]
     raw = metrics.evaluate(search.search(q, qids, r, rids, k=2), gt).uap
@@ -130,11 +130,10 @@ def test_normalize_h5_roundtrip(tmp_path):
         N.normalize_h5(src, tmp_path / "x.h5", r, [], train_ids=rids)
 
 
-def test_tuning_set_uses_training_images_only(minidisc):
-    from isc_helpers import data
-    tu = data.build_tuning_set(minidisc, progress=False)
+def test_tuning_set_uses_training_images_only(mini):
+    tu = minidisc.build_tuning_set(mini, progress=False)
     src = pd.read_csv(tu.root / "tuning_sources.csv", dtype=str)
-    assert set(src.train_id) <= set(minidisc.train_ids)
+    assert set(src.train_id) <= set(mini.train_ids)
     gt = tu.ground_truth()
     copies = gt[gt.reference_id != ""]
     assert len(copies) > 0 and (gt.reference_id == "").sum() > 0
@@ -144,16 +143,16 @@ def test_tuning_set_uses_training_images_only(minidisc):
     # the tuning background shares no image with its references or queries
     used = set(by_id[tu.reference_ids]) | set(by_id[tu.query_ids])
     assert used.isdisjoint(set(by_id[tu.train_ids]))
-    assert data.build_tuning_set(minidisc, progress=False).root == tu.root      # reused, not rebuilt
+    assert minidisc.build_tuning_set(mini, progress=False).root == tu.root      # reused, not rebuilt
 
 
 def test_ensemble_concatenates_equal_weights_and_whitens():
     a, b = rand(50, 8, 1), rand(50, 4, 2) * 5          # b is not normalised: concatenate normalises it
-    c = N.concatenate(a, b)
+    c = ensembles.concatenate(a, b)
     assert c.shape == (50, 12) and np.allclose(np.linalg.norm(c[:, 8:], axis=1), 1, atol=1e-5)
     with pytest.raises(FormatError, match="different numbers"):
-        N.concatenate(a, b[:10])
-    q, r, p = N.ensemble([a[:5], b[:5]], [a[5:9], b[5:9]], [a, b], dim=6)
+        ensembles.concatenate(a, b[:10])
+    q, r, p = ensembles.ensemble([a[:5], b[:5]], [a[5:9], b[5:9]], [a, b], dim=6)
     assert q.shape == (5, 6) and r.shape == (4, 6) and p.whiten
 
 
@@ -161,12 +160,12 @@ def test_fit_compatible_recovers_a_linear_relation():
     rs = np.random.RandomState(0)
     s = rs.randn(400, 6).astype(np.float32)
     w = rs.randn(6, 3).astype(np.float32)
-    t = N.l2n(s @ w + 0.5)
-    m = N.fit_compatible(s, s @ w + 0.5, ridge=1e-6)
+    t = l2_normalize(s @ w + 0.5)
+    m = ensembles.fit_compatible(s, s @ w + 0.5, ridge=1e-6)
     assert np.allclose(m.apply(s), t, atol=1e-3)
     with pytest.raises(FormatError, match="same training images"):
-        N.fit_compatible(s, t[:10])
+        ensembles.fit_compatible(s, t[:10])
     from isc_helpers.descriptors import Extracted
     refs = Extracted([f"R{i:06d}" for i in range(len(s))], s, 0.0)
     with pytest.raises(N.NormalizationError, match="training"):
-        N.fit_compatible(refs, t)                             # never fitted on references
+        ensembles.fit_compatible(refs, t)                             # never fitted on references

@@ -8,75 +8,73 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from isc_helpers import cli, data, descriptors, io
+from isc_helpers import cli, data, descriptors, io, metrics, pipeline, search
 
 
 @pytest.fixture(scope="module")
-def disc21_folder(minidisc, tmp_path_factory):
+def disc21_folder(mini, tmp_path_factory):
     """A small folder in the official DISC21 layout, made from the test mini-DISC."""
     root = tmp_path_factory.mktemp("disc21")
     for sub, kind, n in (("references", "reference", 60), ("dev_queries", "query", 40), ("train", "train", 30)):
         (root / sub).mkdir()
-        ids = {"reference": minidisc.reference_ids, "query": minidisc.query_ids, "train": minidisc.train_ids}[kind][:n]
+        ids = {"reference": mini.reference_ids, "query": mini.query_ids, "train": mini.train_ids}[kind][:n]
         for i in ids:
-            shutil.copyfile(minidisc.image_path(i), root / sub / f"{i}.jpg")
-    gt = minidisc.ground_truth()
-    gt = gt[gt.query_id.isin(minidisc.query_ids[:40])].copy()
-    gt.loc[~gt.reference_id.isin(minidisc.reference_ids[:60]), "reference_id"] = ""
+            shutil.copyfile(mini.image_path(i), root / sub / f"{i}.jpg")
+    gt = mini.ground_truth()
+    gt = gt[gt.query_id.isin(mini.query_ids[:40])].copy()
+    gt.loc[~gt.reference_id.isin(mini.reference_ids[:60]), "reference_id"] = ""
     gt.to_csv(root / "dev_ground_truth.csv", index=False)
     return root
 
 
-def test_run_on_minidisc_writes_official_files(minidisc, tmp_path):
-    rc = cli.main(["run", "--data", str(minidisc.root), "--method", "thumbnail", "--out", str(tmp_path)])
+def test_run_on_minidisc_writes_official_files(mini, tmp_path):
+    rc = cli.main(["run", "--data", str(mini.root), "--method", "thumbnail", "--out", str(tmp_path)])
     assert rc == 0
     preds = io.read_predictions(tmp_path / "predictions.csv")
-    assert len(preds) == 10 * len(minidisc.query_ids)
+    assert len(preds) == 10 * len(mini.query_ids)
     q, qids, r, rids = io.read_descriptors(tmp_path / "descriptors.h5")
-    assert q.shape == (len(minidisc.query_ids), 256) and qids == sorted(minidisc.query_ids)
+    assert q.shape == (len(mini.query_ids), 256) and qids == sorted(mini.query_ids)
     summary = json.loads((tmp_path / "summary.json").read_text())
     m = json.loads((tmp_path / "metrics.json").read_text())
-    from isc_helpers import metrics, search
-    x = descriptors.for_dataset(minidisc, "thumbnail", "query", progress=False)
-    y = descriptors.for_dataset(minidisc, "thumbnail", "reference", progress=False)
-    want = metrics.evaluate(search.search(x.x, x.ids, y.x, y.ids, k=10), minidisc.ground_truth()).uap
+    x = descriptors.for_dataset(mini, "thumbnail", "query", progress=False)
+    y = descriptors.for_dataset(mini, "thumbnail", "reference", progress=False)
+    want = metrics.evaluate(search.search(x.x, x.ids, y.x, y.ids, k=10), mini.ground_truth()).uap
     assert m["uAP"] == pytest.approx(want)                 # the same number lesson 02's path gives
     assert {"extract", "search", "write"} <= set(summary["stage_seconds"])
     # outputs are never overwritten silently
-    assert cli.main(["run", "--data", str(minidisc.root), "--method", "thumbnail", "--out", str(tmp_path)]) == 2
-    assert cli.main(["run", "--data", str(minidisc.root), "--method", "thumbnail", "--out", str(tmp_path),
+    assert cli.main(["run", "--data", str(mini.root), "--method", "thumbnail", "--out", str(tmp_path)]) == 2
+    assert cli.main(["run", "--data", str(mini.root), "--method", "thumbnail", "--out", str(tmp_path),
                      "--overwrite"]) == 0
 
 
 def test_run_on_disc21_layout_with_hashes_and_normalization(disc21_folder, tmp_path):
     ds = data.open_folder(disc21_folder)
     assert ds.name.startswith("DISC21") and len(ds.train_ids) == 30
-    s = cli.run_pipeline(ds, "phash", tmp_path / "p", progress=False)
+    s = pipeline.run_pipeline(ds, "phash", tmp_path / "p", progress=False)
     assert "descriptors" not in s["outputs"] and "bits" in s["notes"][0]
-    s = cli.run_pipeline(ds, "trained+norm", tmp_path / "n", progress=False)
+    s = pipeline.run_pipeline(ds, "trained+norm", tmp_path / "n", progress=False)
     q, _, r, _ = io.read_descriptors(tmp_path / "n" / "descriptors.h5")
     assert q.shape[1] == 30 and 0 <= s["metrics"]["uAP"] <= 1      # 29 whitened dims (30 images) + 1
     assert any("only 30 training images" in n for n in s["notes"])
     # the same folders given one by one
     ds2 = data.from_folders(disc21_folder / "dev_queries", disc21_folder / "references")
     with pytest.raises(data.DatasetError, match="training"):
-        cli.run_pipeline(ds2, "trained+norm", tmp_path / "x", progress=False)
+        pipeline.run_pipeline(ds2, "trained+norm", tmp_path / "x", progress=False)
 
 
-def test_sharded_extraction_resumes(minidisc, tmp_path):
-    full = descriptors.extract_sharded(minidisc, "thumbnail", "query", tmp_path, shard_size=30, progress=False)
+def test_sharded_extraction_resumes(mini, tmp_path):
+    full = descriptors.extract_sharded(mini, "thumbnail", "query", tmp_path, shard_size=30, progress=False)
     shards = sorted((tmp_path / "thumbnail-query").glob("shard-*.npz"))
-    assert len(shards) == int(np.ceil(len(minidisc.query_ids) / 30))
+    assert len(shards) == int(np.ceil(len(mini.query_ids) / 30))
     shards[1].unlink()                                      # an interrupted run: one shard missing
     stamp = shards[0].stat().st_mtime_ns
-    again = descriptors.extract_sharded(minidisc, "thumbnail", "query", tmp_path, shard_size=30, progress=False)
-    assert np.array_equal(full.x, again.x) and again.ids == minidisc.query_ids
+    again = descriptors.extract_sharded(mini, "thumbnail", "query", tmp_path, shard_size=30, progress=False)
+    assert np.array_equal(full.x, again.x) and again.ids == mini.query_ids
     assert shards[0].stat().st_mtime_ns == stamp            # finished shards are not redone
     with pytest.raises(RuntimeError, match="other images"):
-        _mismatch(minidisc, tmp_path)
+        _mismatch(mini, tmp_path)
 
 
 def _mismatch(ds, tmp_path):
@@ -96,13 +94,13 @@ def test_clear_errors(tmp_path, capsys):
     assert "trained+sift" in capsys.readouterr().out
 
 
-def test_torchrun_shards_extraction_across_two_processes(minidisc, tmp_path):
+def test_torchrun_shards_extraction_across_two_processes(mini, tmp_path):
     """Two CPU processes under torchrun each write their shards; both read the merged set."""
     script = tmp_path / "extract.py"
     script.write_text(
         "import sys, numpy as np\n"
         "from isc_helpers import data, descriptors\n"
-        f"ds = data.open_folder({str(minidisc.root)!r})\n"
+        f"ds = data.open_folder({str(mini.root)!r})\n"
         f"x = descriptors.extract_sharded(ds, 'thumbnail', 'reference', {str(tmp_path / 'out')!r}, shard_size=25, progress=False)\n"
         "import os; np.save(f\"{sys.argv[1]}/rank{os.environ['RANK']}.npy\", x.x)\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ISC_CACHE_DIR": str(tmp_path / "empty-cache")}  # really extract
@@ -111,20 +109,19 @@ def test_torchrun_shards_extraction_across_two_processes(minidisc, tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     a, b = np.load(tmp_path / "rank0.npy"), np.load(tmp_path / "rank1.npy")
-    single = descriptors.for_dataset(minidisc, "thumbnail", "reference", progress=False, cache=False).x
+    single = descriptors.for_dataset(mini, "thumbnail", "reference", progress=False, cache=False).x
     assert np.array_equal(a, b) and np.allclose(a, single)
     shards = sorted((tmp_path / "out" / "thumbnail-reference").glob("shard-*.npz"))
-    assert len(shards) == len(minidisc.reference_ids) // 25
+    assert len(shards) == len(mini.reference_ids) // 25
     assert not (tmp_path / "empty-cache" / "descriptors").exists()   # computed, not read from a cache
 
 
-def test_best_pipeline_end_to_end(minidisc, tmp_path):
+def test_best_pipeline_end_to_end(mini, tmp_path):
     """The full course pipeline (local-global candidates + SIFT verification), through the command."""
-    s = cli.run_pipeline(minidisc, "best", tmp_path, progress=False)
+    s = pipeline.run_pipeline(mini, "best", tmp_path, progress=False)
     preds = io.read_predictions(tmp_path / "predictions.csv")
-    assert len(preds) <= 10 * len(minidisc.query_ids) and "descriptors" not in s["outputs"]
+    assert len(preds) <= 10 * len(mini.query_ids) and "descriptors" not in s["outputs"]
     assert s["bytes_per_reference"] > 6 * 256 * 4            # regions + keypoints
     assert s["seconds_per_query"] > 0
     assert {"local-global: query parts", "SIFT: verification"} <= set(s["stage_seconds"])
-    from isc_helpers import metrics
-    assert s["metrics"]["uAP"] == pytest.approx(metrics.evaluate(preds, minidisc.ground_truth()).uap)
+    assert s["metrics"]["uAP"] == pytest.approx(metrics.evaluate(preds, mini.ground_truth()).uap)

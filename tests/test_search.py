@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from isc_helpers import search
+from isc_helpers import scale, search
 from isc_helpers.io import FormatError
 
 
@@ -59,7 +59,7 @@ def test_indexes_sharding_recall_and_simulation():
     assert (ih[:, 0] == np.arange(50)).mean() > 0.95          # each noisy copy finds its original
     flat = search.build_index(r, "Flat")
     assert np.array_equal(search.search_index(flat, q, 5)[1], i)
-    sim = search.simulate_distractors(r, 1000, seed=1)
+    sim = scale.simulate_distractors(r, 1000, seed=1)
     assert sim.shape == (1000, 32) and np.allclose(np.linalg.norm(sim, axis=1), 1, atol=1e-5)
     assert np.allclose(sim.mean(0), r.mean(0), atol=0.02)      # the first moment is matched
 
@@ -69,7 +69,7 @@ def test_scale_curve_never_rises_with_distractors():
     r, q = _copies(200, 16, 20, 0.3, seed=1)
     qids, rids = [f"Q{i:05d}" for i in range(20)], [f"R{i:06d}" for i in range(200)]
     gt = pd.DataFrame({"query_id": qids, "reference_id": rids[:20]})
-    curve = search.with_distractors(q, qids, r, rids, gt, r, [0, 500, 5000], k=10, factories=["IVF16,Flat"])
+    curve = scale.with_distractors(q, qids, r, rids, gt, r, [0, 500, 5000], k=10, factories=["IVF16,Flat"])
     exact = curve[curve["index"] == "Flat (exact)"]
     assert list(exact.references) == [200, 700, 5200]
     assert (np.diff(exact.uAP.to_numpy()) <= 1e-12).all()

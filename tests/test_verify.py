@@ -3,34 +3,34 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import data, local, verify
+from isc_helpers import data, descriptors, images, keypoints, pair_verifier, verify, viz
 
 
 @pytest.fixture(scope="module")
 def photos():
     pool = data.load_pool()
-    a = data.load_image(pool.files("photos")[0]).convert("RGB").resize((480, 360))
-    b = data.load_image(pool.files("photos")[1]).convert("RGB").resize((480, 360))
+    a = images.load_image(pool.files("photos")[0]).convert("RGB").resize((480, 360))
+    b = images.load_image(pool.files("photos")[1]).convert("RGB").resize((480, 360))
     return a, b
 
 
 def test_sift_and_rootsift(photos):
-    f = local.sift(photos[0], n_features=300)
+    f = keypoints.sift(photos[0], n_features=300)
     assert 50 < len(f) <= 300 and f.desc.dtype == np.uint8 and f.desc.shape[1] == 128
     assert f.size == (480, 360)
     assert (f.xy >= 0).all() and (f.xy[:, 0] < 480).all() and (f.xy[:, 1] < 360).all()
     r = f.root()
     assert np.allclose(np.linalg.norm(r, axis=1), 1, atol=1e-4)     # sqrt of an L1-normalised row
     big = photos[0].resize((1200, 900))
-    assert local.sift(big, max_side=512).size == (512, 384)          # resized before detection
-    blank = local.sift(Image.new("RGB", (100, 100), "grey"))
+    assert keypoints.sift(big, max_side=512).size == (512, 384)          # resized before detection
+    blank = keypoints.sift(Image.new("RGB", (100, 100), "grey"))
     assert len(blank) == 0 and blank.desc.shape == (0, 128)
 
 
 def test_verification_finds_the_known_geometry(photos):
     a, b = photos
     crop = a.crop((100, 60, 420, 300)).resize((480, 360))       # scale 1.5 about the crop corner
-    fa, fc, fb = local.sift(a), local.sift(crop), local.sift(b)
+    fa, fc, fb = keypoints.sift(a), keypoints.sift(crop), keypoints.sift(b)
     same = verify.verify_pair(fc, fa, method="magsac")
     other = verify.verify_pair(fc, fb, method="magsac")
     assert same.n_inliers >= 30 and other.n_inliers < 10, (same.n_inliers, other.n_inliers)
@@ -50,8 +50,8 @@ def test_ratio_test_hand_case():
     a_desc = np.stack([e[0] * 200, e[1] * 200]).astype(np.uint8)
     # b: an exact copy of a[0]; two equally close candidates for a[1]
     b_desc = np.stack([e[0] * 200, e[1] * 100 + e[2] * 100, e[1] * 100 + e[3] * 100]).astype(np.uint8)
-    a = local.LocalFeatures(np.array([[1, 1], [2, 2]], np.float32), a_desc, (10, 10))
-    b = local.LocalFeatures(np.array([[5, 5], [6, 6], [7, 7]], np.float32), b_desc, (10, 10))
+    a = keypoints.LocalFeatures(np.array([[1, 1], [2, 2]], np.float32), a_desc, (10, 10))
+    b = keypoints.LocalFeatures(np.array([[5, 5], [6, 6], [7, 7]], np.float32), b_desc, (10, 10))
     src, dst = verify.match(a, b, ratio=0.8, root=False)
     assert src.tolist() == [[1, 1]] and dst.tolist() == [[5, 5]]    # the ambiguous one is dropped
     assert verify.geometric(src, dst)[0] is None                    # fewer than 4 matches: no model
@@ -85,31 +85,31 @@ def test_fusion_and_labels():
         f.apply(v, "mean")
 
 
-def test_feature_store_cache_and_votes(minidisc):
-    r = local.for_dataset(minidisc, "reference", progress=False)
-    again = local.for_dataset(minidisc, "reference", progress=False)
-    rid = minidisc.reference_ids[3]
+def test_feature_store_cache_and_votes(mini):
+    r = keypoints.sift_dataset(mini, "reference", progress=False)
+    again = keypoints.sift_dataset(mini, "reference", progress=False)
+    rid = mini.reference_ids[3]
     assert np.array_equal(r[rid].desc, again[rid].desc) and r[rid].size == again[rid].size
     assert r.offsets[-1] == len(r.desc)
     # a query store made of three references: each votes for itself first
-    ids = minidisc.reference_ids[:3]
-    q = local.FeatureStore.pack(["Q00000", "Q00001", "Q00002"], [r[i] for i in ids])
-    votes, idx = local.keypoint_votes(q, r, k=2, per_image=50)
-    assert [minidisc.reference_ids[i] for i in idx[:, 0]] == list(ids)
-    cand = local.vote_candidates(votes, idx, q.ids, r.ids)
+    ids = mini.reference_ids[:3]
+    q = keypoints.FeatureStore.pack(["Q00000", "Q00001", "Q00002"], [r[i] for i in ids])
+    votes, idx = keypoints.keypoint_votes(q, r, k=2, per_image=50)
+    assert [mini.reference_ids[i] for i in idx[:, 0]] == list(ids)
+    cand = keypoints.vote_candidates(votes, idx, q.ids, r.ids)
     assert set(cand.columns) == {"query_id", "reference_id", "votes"} and len(cand) <= 6
 
 
-def test_verify_candidates_keeps_top_k_and_ranks(minidisc):
-    qf = local.for_dataset(minidisc, "query", progress=False)
-    rf = local.for_dataset(minidisc, "reference", progress=False)
-    q = minidisc.query_ids[:2]
+def test_verify_candidates_keeps_top_k_and_ranks(mini):
+    qf = keypoints.sift_dataset(mini, "query", progress=False)
+    rf = keypoints.sift_dataset(mini, "reference", progress=False)
+    q = mini.query_ids[:2]
     preds = pd.DataFrame({"query_id": [q[0]] * 3 + [q[1]] * 2,
-                          "reference_id": minidisc.reference_ids[:3] + minidisc.reference_ids[:2],
+                          "reference_id": mini.reference_ids[:3] + mini.reference_ids[:2],
                           "score": [0.1, 0.9, 0.5, 0.3, 0.2]})
     v = verify.verify_candidates(preds, qf, rf, k=2)
     assert len(v) == 4 and v.groupby("query_id")["rank"].max().tolist() == [1, 1]
-    assert v[v.query_id == q[0]].reference_id.tolist() == [minidisc.reference_ids[1], minidisc.reference_ids[2]]
+    assert v[v.query_id == q[0]].reference_id.tolist() == [mini.reference_ids[1], mini.reference_ids[2]]
     assert {"n_matches", "n_inliers", "seconds"} <= set(v.columns)
     u = verify.union(preds, preds.head(1))
     assert len(u) == len(preds)
@@ -118,38 +118,35 @@ def test_verify_candidates_keeps_top_k_and_ranks(minidisc):
 def test_draw_matches_colours_inliers(photos):
     import matplotlib
     matplotlib.use("Agg")
-    from isc_helpers import viz
     a = photos[0]
     crop = a.crop((100, 60, 420, 300)).resize((480, 360))
-    res = verify.verify_pair(local.sift(crop), local.sift(a))
+    res = verify.verify_pair(keypoints.sift(crop), keypoints.sift(a))
     ax = viz.draw_matches(crop, a, res, max_lines=1000)
     colours = [line.get_color() for line in ax.lines]
     assert colours.count("limegreen") == res.n_inliers
     assert colours.count("red") == res.n_matches - res.n_inliers
 
 
-def test_pair_verifier_pieces(photos, minidisc, tmp_path, monkeypatch):
-    import torch
-    from isc_helpers import descriptors
+def test_pair_verifier_pieces(photos, mini, tmp_path, monkeypatch):
     a, b = photos
-    pair = verify.side_by_side(a, b)
-    assert pair.size == (2 * verify.PAIR_SIDE, verify.PAIR_SIDE)
-    ver = verify.PairVerifier()
+    pair = pair_verifier.side_by_side(a, b)
+    assert pair.size == (2 * pair_verifier.PAIR_SIDE, pair_verifier.PAIR_SIDE)
+    ver = pair_verifier.PairVerifier()
     f = ver.features([pair, pair])
     assert tuple(f.shape) == (2, 1280, 3, 6)
     p = ver.probability([pair])
     assert p.shape == (1,) and 0 < p[0] < 1
-    images, labels = verify.pair_examples(minidisc, minidisc.photo_train_ids()[:3],
+    images, labels = pair_verifier.pair_examples(mini, mini.photo_train_ids()[:3],
                                           lambda ims: descriptors.embed(ims, "trained"), edits_per_photo=2)
     assert len(images) == len(labels) == 3 * 2 * 2 and labels.mean() == 0.5
     monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path))
-    ver2, report = verify.train_pair_verifier(minidisc, lambda ims: descriptors.embed(ims, "trained"), steps=3,
+    ver2, report = pair_verifier.train_pair_verifier(mini, lambda ims: descriptors.embed(ims, "trained"), steps=3,
                                               edits_per_photo=1, progress=False)
     assert 0 <= report["heldout_auc"] <= 1
-    preds = pd.DataFrame({"query_id": ["Q00000"] * 3, "reference_id": minidisc.reference_ids[:3], "score": [0.9, 0.5, 0.1]})
-    checked = verify.verify_with_model(preds, minidisc, ver2, k=2)
+    preds = pd.DataFrame({"query_id": ["Q00000"] * 3, "reference_id": mini.reference_ids[:3], "score": [0.9, 0.5, 0.1]})
+    checked = pair_verifier.verify_with_model(preds, mini, ver2, k=2)
     assert len(checked) == 2 and checked.p_pair.between(0, 1).all()
-    gt = pd.DataFrame({"query_id": ["Q00000"], "reference_id": [minidisc.reference_ids[0]]})
+    gt = pd.DataFrame({"query_id": ["Q00000"], "reference_id": [mini.reference_ids[0]]})
     f = verify.Fusion.fit(pd.concat([checked] * 3, ignore_index=True), gt)
     assert set(f.weights) == {"global", "pair"}                 # only the calibrations it has columns for
     assert f.apply(checked, "pair").score.between(0, 1).all()

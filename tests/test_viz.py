@@ -3,7 +3,7 @@ import pandas as pd
 
 matplotlib.use("Agg")
 
-from isc_helpers import data, viz  # noqa: E402
+from isc_helpers import minidisc, viz  # noqa: E402
 
 
 def test_headless_detection(monkeypatch):
@@ -21,14 +21,14 @@ def test_top1_failures():
     assert viz.top1_failures(preds, gt) == [("Q00000", "R000005", 0.9, "R000000")]
 
 
-def test_static_playground_and_browser(minidisc, monkeypatch):
+def test_static_playground_and_browser(mini, monkeypatch):
     monkeypatch.setenv("ISC_HEADLESS", "1")
-    gt = minidisc.ground_truth()
+    gt = mini.ground_truth()
     refs = sorted(gt.reference_id[gt.reference_id != ""])[:2]
-    fig = viz.edit_playground(minidisc, data.edit_assets("queries"), refs,
+    fig = viz.edit_playground(mini, minidisc.edit_assets("queries"), refs,
                               static_examples=[(refs[0], [("crop", 0.5)], 0), (refs[1], [("meme", 0.5)], 1)])
     assert len([a for a in fig.axes if a.images]) == 2
     q = gt.query_id[gt.reference_id != ""].iloc[0]
     preds = pd.DataFrame({"query_id": [q, q], "reference_id": [gt.reference_id[gt.query_id == q].iloc[0], refs[0]],
                           "score": [0.5, 0.4]})
-    assert viz.query_browser(minidisc, preds, gt, k=2, query_ids=[q]) is None
+    assert viz.query_browser(mini, preds, gt, k=2, query_ids=[q]) is None

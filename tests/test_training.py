@@ -9,33 +9,33 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isc_helpers import ssl
+from isc_helpers import checkpoints, descriptors, models, objectives, training
 
 
 def test_info_nce_by_hand():
     z = torch.eye(2)
     # each view: partner similarity 1, two others 0 -> CE = log(2 + e) - 1
-    assert ssl.info_nce(z, z.clone(), temperature=1.0).item() == pytest.approx(math.log(2 + math.e) - 1, abs=1e-6)
+    assert objectives.info_nce(z, z.clone(), temperature=1.0).item() == pytest.approx(math.log(2 + math.e) - 1, abs=1e-6)
     # swapping partners makes it worse
-    assert ssl.info_nce(z, z.flip(0), temperature=1.0) > ssl.info_nce(z, z, temperature=1.0)
+    assert objectives.info_nce(z, z.flip(0), temperature=1.0) > objectives.info_nce(z, z, temperature=1.0)
 
 
 def test_koleo_is_minus_log_nearest_distance():
     angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3])
     z = torch.stack([angles.cos(), angles.sin()], 1)
-    assert ssl.koleo(z).item() == pytest.approx(-math.log(math.sqrt(3)), abs=1e-5)
+    assert objectives.koleo(z).item() == pytest.approx(-math.log(math.sqrt(3)), abs=1e-5)
     crowded = F.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]]), dim=1)
-    assert ssl.koleo(crowded) > ssl.koleo(z)        # crowded points: higher loss
+    assert objectives.koleo(crowded) > objectives.koleo(z)        # crowded points: higher loss
 
 
 def test_contrastive_margins_and_memory():
     z = torch.eye(4)                                   # negatives sqrt(2) apart > margin 1
     labels = torch.arange(4)
-    assert ssl.contrastive(z, z.clone(), labels).item() == pytest.approx(0.0)
-    bank = ssl.MemoryBank(size=5, dim=4)
+    assert objectives.contrastive(z, z.clone(), labels).item() == pytest.approx(0.0)
+    bank = objectives.MemoryBank(size=5, dim=4)
     near = F.normalize(torch.eye(4) + 0.2, dim=1)    # a memory close to the batch, other labels
     bank.add(near, torch.arange(10, 14))
-    loss = ssl.contrastive(z, z.clone(), labels, bank)
+    loss = objectives.contrastive(z, z.clone(), labels, bank)
     assert loss.item() > 0                             # memory negatives inside the margin count
     assert len(bank) == 5                              # capped, newest first
     assert bank.labels[:4].tolist() == [0, 1, 2, 3]
@@ -45,15 +45,15 @@ def test_barlow_twins_identity_is_minimal():
     torch.manual_seed(0)
     z = torch.randn(256, 8)
     z = (z - z.mean(0)) / z.std(0)
-    same = ssl.barlow_twins(z, z.clone()).item()
-    other = ssl.barlow_twins(z, torch.randn(256, 8)).item()
+    same = objectives.barlow_twins(z, z.clone()).item()
+    other = objectives.barlow_twins(z, torch.randn(256, 8)).item()
     assert same < 0.1 < other
 
 
 def test_arcface_margin_makes_it_harder():
     torch.manual_seed(0)
     z = F.normalize(torch.randn(6, 8), dim=1)
-    head = ssl.ArcFace(8, 6, margin=0.4, scale=10)
+    head = objectives.ArcFace(8, 6, margin=0.4, scale=10)
     labels = torch.arange(6)
     with_margin = head(z, labels)
     head.margin = 0.0
@@ -61,7 +61,7 @@ def test_arcface_margin_makes_it_harder():
 
 
 def test_stage_schedule():
-    cfg = ssl.TrainConfig(steps=90, sizes=(64, 96, 128), strengths=(0.3, 0.6, 1.0))
+    cfg = checkpoints.TrainConfig(steps=90, sizes=(64, 96, 128), strengths=(0.3, 0.6, 1.0))
     assert [cfg.stage(s) for s in (0, 29, 30, 60, 89)] == [(64, 0.3), (64, 0.3), (96, 0.6), (128, 1.0), (128, 1.0)]
     cfg.progressive = False
     assert cfg.stage(0) == (128, 1.0)
@@ -70,32 +70,32 @@ def test_stage_schedule():
 TINY = dict(steps=4, batch_size=6, sizes=(64, 64, 64), n_val=24, val_every=2, ckpt_every=2, workers=0, dim=32)
 
 
-def test_train_checkpoints_and_resume_exactly(minidisc, tmp_path):
-    cfg = ssl.TrainConfig(objective="contrastive", memory=32, **TINY)
-    full = ssl.train(minidisc, cfg, tmp_path / "a", device="cpu", progress=False)
+def test_train_checkpoints_and_resume_exactly(mini, tmp_path):
+    cfg = checkpoints.TrainConfig(objective="contrastive", memory=32, **TINY)
+    full = training.train(mini, cfg, tmp_path / "a", device="cpu", progress=False)
     assert full["done"] and [h["step"] for h in full["history"]] == [0, 2, 4]
     # interrupted after 2 steps, then resumed: the same weights as the uninterrupted run
-    part = ssl.train(minidisc, cfg, tmp_path / "b", device="cpu", progress=False, stop_after=2)
+    part = training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False, stop_after=2)
     assert not part["done"] and not (tmp_path / "b" / "model.pt").exists()
-    ssl.train(minidisc, cfg, tmp_path / "b", device="cpu", progress=False)
+    training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False)
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    net, cfg2, hist = ssl.load_descriptor(tmp_path / "a" / "model.pt")
+    net, cfg2, hist = checkpoints.load_descriptor(tmp_path / "a" / "model.pt")
     assert cfg2.objective == "contrastive" and len(hist) == 3
     # a different configuration refuses to resume from the same folder
     with pytest.raises(ValueError, match="different configuration"):
-        ssl.train(minidisc, ssl.TrainConfig(objective="sscd", **TINY), tmp_path / "b", device="cpu", progress=False)
+        training.train(mini, checkpoints.TrainConfig(objective="sscd", **TINY), tmp_path / "b", device="cpu", progress=False)
 
 
 @pytest.mark.parametrize("objective", ["sscd", "barlow_twins", "arcface"])
-def test_each_objective_trains(minidisc, tmp_path, objective):
-    cfg = ssl.TrainConfig(objective=objective, **dict(TINY, steps=2, val_every=2))
-    out = ssl.train(minidisc, cfg, tmp_path, device="cpu", progress=False)
+def test_each_objective_trains(mini, tmp_path, objective):
+    cfg = checkpoints.TrainConfig(objective=objective, **dict(TINY, steps=2, val_every=2))
+    out = training.train(mini, cfg, tmp_path, device="cpu", progress=False)
     assert np.isfinite(out["history"][-1]["loss"])
 
 
-def test_torchrun_two_processes(minidisc, tmp_path):
+def test_torchrun_two_processes(mini, tmp_path):
     """The training command under torchrun: DDP with gloo, 2 CPU processes."""
     env = dict(os.environ, ISC_PROFILE="test", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -109,76 +109,74 @@ def test_torchrun_two_processes(minidisc, tmp_path):
 
 
 def test_default_config_follows_the_profile():
-    assert ssl.default_config("test").steps == ssl.PROFILE_TRAINING["test"]["steps"]
-    c = ssl.default_config("course", steps=7)
+    assert checkpoints.default_config("test").steps == checkpoints.PROFILE_TRAINING["test"]["steps"]
+    c = checkpoints.default_config("course", steps=7)
     assert c.steps == 7 and c.objective == "arcface" and c.memory == 0 and c.dim <= 256
 
 
-def test_photo_training_split_excludes_filler(minidisc):
+def test_photo_training_split_excludes_filler(mini):
     import pandas as pd
-    src = pd.read_csv(minidisc.root / "sources.csv").set_index("image_id").pool_file
-    photos = minidisc.photo_train_ids()
+    src = pd.read_csv(mini.root / "sources.csv").set_index("image_id").pool_file
+    photos = mini.photo_train_ids()
     assert photos and all(src[i].startswith("photos/") for i in photos)
-    cfg = ssl.TrainConfig(**TINY)
-    tr, va = ssl.split_training(minidisc, cfg)
+    cfg = checkpoints.TrainConfig(**TINY)
+    tr, va = training.split_training(mini, cfg)
     assert set(tr) | set(va) == set(photos) and not set(tr) & set(va)
-    tr_all, va_all = ssl.split_training(minidisc, ssl.TrainConfig(**dict(TINY, train_on="all")))
-    assert len(tr_all) + len(va_all) == len(minidisc.train_ids)
+    tr_all, va_all = training.split_training(mini, checkpoints.TrainConfig(**dict(TINY, train_on="all")))
+    assert len(tr_all) + len(va_all) == len(mini.train_ids)
 
 
-def test_example_views_are_pairs(minidisc):
-    pairs = ssl.example_views(minidisc, ssl.TrainConfig(**TINY), step=0, n=2)
+def test_example_views_are_pairs(mini):
+    pairs = training.example_views(mini, checkpoints.TrainConfig(**TINY), step=0, n=2)
     assert len(pairs) == 2 and all(len(p) == 2 for p in pairs)
 
 
-def test_export_half_precision_roundtrip(minidisc, tmp_path):
-    cfg = ssl.TrainConfig(**dict(TINY, steps=1))
-    ssl.train(minidisc, cfg, tmp_path / "r", device="cpu", progress=False)
-    dst = ssl.export_descriptor(tmp_path / "r" / "model.pt", tmp_path / "small.pt", command="x", seed=0)
-    net, cfg2, _ = ssl.load_descriptor(dst)
-    full, _, _ = ssl.load_descriptor(tmp_path / "r" / "model.pt")
+def test_export_half_precision_roundtrip(mini, tmp_path):
+    cfg = checkpoints.TrainConfig(**dict(TINY, steps=1))
+    training.train(mini, cfg, tmp_path / "r", device="cpu", progress=False)
+    dst = checkpoints.export_descriptor(tmp_path / "r" / "model.pt", tmp_path / "small.pt", command="x", seed=0)
+    net, cfg2, _ = checkpoints.load_descriptor(dst)
+    full, _, _ = checkpoints.load_descriptor(tmp_path / "r" / "model.pt")
     x = torch.randn(2, 3, 64, 64)
     assert torch.allclose(net(x), full(x), atol=2e-2)
-    assert ssl.provenance(dst) == {"command": "x", "seed": 0}
+    assert checkpoints.provenance(dst) == {"command": "x", "seed": 0}
     with pytest.raises(FileNotFoundError, match="isc-course train"):
-        ssl.load_descriptor(tmp_path / "nothing.pt")
+        checkpoints.load_descriptor(tmp_path / "nothing.pt")
 
 
-def test_compatibility_training_pulls_onto_the_old_model(minidisc, tmp_path):
+def test_compatibility_training_pulls_onto_the_old_model(mini, tmp_path):
     """init_from starts from a checkpoint; compat_with adds 1 - cos(new, old) per view."""
-    from isc_helpers import descriptors
     old = str(descriptors.shipped_checkpoint())
     base = dict(steps=8, batch_size=4, sizes=(96,), progressive=False, dim=256, val_every=8, ckpt_every=8, lr=3e-3, head_lr=3e-2,
                 n_val=6, workers=0, objective="contrastive", init_from=old)
-    ssl.train(minidisc, ssl.default_config("test", **base), tmp_path / "plain", progress=False)
-    ssl.train(minidisc, ssl.default_config("test", **base, compat_with=old, compat_weight=50.0),
+    training.train(mini, checkpoints.default_config("test", **base), tmp_path / "plain", progress=False)
+    training.train(mini, checkpoints.default_config("test", **base, compat_with=old, compat_weight=50.0),
               tmp_path / "compat", progress=False)
-    net_old = ssl.load_descriptor(old)[0]
-    images = [minidisc.load(i) for i in minidisc.query_ids[:8]]
-    from isc_helpers import models
+    net_old = checkpoints.load_descriptor(old)[0]
+    images = [mini.load(i) for i in mini.query_ids[:8]]
     x = models.preprocess(images, 96)
     with torch.no_grad():
         t = net_old(x)
-        cos = {n: float((ssl.load_descriptor(tmp_path / n / "model.pt")[0](x) * t).sum(1).mean()) for n in ("plain", "compat")}
+        cos = {n: float((checkpoints.load_descriptor(tmp_path / n / "model.pt")[0](x) * t).sum(1).mean()) for n in ("plain", "compat")}
     assert cos["compat"] > cos["plain"], cos
     with pytest.raises(ValueError, match="dimensions"):
-        ssl.train(minidisc, ssl.default_config("test", **{**base, "dim": 64, "init_from": ""}, compat_with=old),
+        training.train(mini, checkpoints.default_config("test", **{**base, "dim": 64, "init_from": ""}, compat_with=old),
                   tmp_path / "bad", progress=False)
 
 
-def test_resume_accepts_checkpoints_written_before_new_settings(minidisc, tmp_path):
+def test_resume_accepts_checkpoints_written_before_new_settings(mini, tmp_path):
     """A checkpoint whose config lacks a field added later (at its default) still resumes;
     a real difference is still refused."""
-    cfg = ssl.default_config("test", steps=2, batch_size=4, sizes=(96,), val_every=2, ckpt_every=1, n_val=6, workers=0)
-    ssl.train(minidisc, cfg, tmp_path, progress=False, stop_after=1)
+    cfg = checkpoints.default_config("test", steps=2, batch_size=4, sizes=(96,), val_every=2, ckpt_every=1, n_val=6, workers=0)
+    training.train(mini, cfg, tmp_path, progress=False, stop_after=1)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     old = json.loads(state["config"])
     for field in ("compat_with", "compat_weight", "init_from"):
         old.pop(field)
     state["config"] = json.dumps(old)
     torch.save(state, tmp_path / "last.pt")
-    out = ssl.train(minidisc, cfg, tmp_path, progress=False)
+    out = training.train(mini, cfg, tmp_path, progress=False)
     assert out["done"] and out["step"] == 2
     with pytest.raises(ValueError, match="different configuration"):
-        ssl.train(minidisc, ssl.default_config("test", steps=3, batch_size=4, sizes=(96,), n_val=6, workers=0),
+        training.train(mini, checkpoints.default_config("test", steps=3, batch_size=4, sizes=(96,), n_val=6, workers=0),
                   tmp_path, progress=False)

@@ -1,0 +1,294 @@
+"""The pipeline of ``isc-course run``: every taught method on any DISC21-style collection (lesson 07).
+
+:func:`run_pipeline` extracts descriptors in resumable shards (split across ``torchrun``
+processes), runs one method of :data:`PIPELINES` (one short function each below), and writes
+the official files: ``predictions.csv`` (matching track), ``descriptors.h5`` (descriptor
+track, when the method is one float descriptor), ``metrics.json`` (with ground truth) and
+``summary.json`` (seconds per stage, bytes per reference, notes). Every fitted parameter
+comes from the collection's own training images.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import descriptors, io, keypoints, local_global, metrics, minidisc, normalize, overlays, search, tasks, verify
+from .device import rank_world
+
+
+class Stages:
+    """Seconds spent per stage, for the summary: ``with stages("search"): ...``."""
+
+    def __init__(self, quiet: bool = False):
+        self.seconds, self.quiet = {}, quiet
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
+            if not self.quiet:
+                print(f"[{name}] {self.seconds[name]:.1f} s", file=sys.stderr)
+
+
+@dataclass
+class Context:
+    """What a pipeline method works with: the dataset, its extracted descriptors ``got``
+    ('query', 'reference' and, when needed, 'train'), the settings, and what it reports back."""
+    ds: object
+    got: dict
+    k: int
+    index: str
+    stages: Stages
+    progress: bool
+    notes: list = field(default_factory=list)
+    ref_bytes: float = 0.0
+
+
+# A method returns (predictions, (query, reference) descriptors for the HDF5, or None).
+Result = tuple[pd.DataFrame, "tuple[np.ndarray, np.ndarray] | None"]
+
+
+def _global(ctx: Context, binary: bool = False) -> pd.DataFrame:
+    q, r = ctx.got["query"], ctx.got["reference"]
+    with ctx.stages("search"):
+        scores, idx = search.knn(q.x, r.x, ctx.k, "hamming" if binary else "ip", "Flat" if binary else ctx.index)
+    return search.to_predictions(scores, idx, q.ids, r.ids)
+
+
+def run_descriptor(ctx: Context, method: str) -> Result:
+    """A plain descriptor (lessons 00-03): search; the HDF5 holds it, PCA-reduced to 256 on
+    training images when larger."""
+    binary = descriptors.METHODS[method].binary
+    preds = _global(ctx, binary)
+    q, r = ctx.got["query"], ctx.got["reference"]
+    if binary:
+        ctx.notes.append("no descriptor-track HDF5: hashes are bits, not float descriptors")
+        return preds, None
+    if q.x.shape[1] <= 256:
+        return preds, (q.x, r.x)
+    if "train" not in ctx.got:
+        ctx.notes.append(f"no HDF5: {q.x.shape[1]} dims > 256 and no training images to fit a PCA on")
+        return preds, None
+    p = normalize.PCA.fit(ctx.got["train"], dim=256, whiten=False)
+    ctx.notes.append("HDF5 descriptors: PCA to 256 dims fitted on the training images")
+    return preds, (p.apply(q.x), p.apply(r.x))
+
+
+NORM_CHAIN = [("whiten", {"dim": 255}), ("nes", {"k": 10, "beta": 0.35}), ("score_norm", {"n": 3, "factor": 1.0})]
+
+
+def run_trained_norm(ctx: Context) -> Result:
+    """Lesson 06: whitening + NES + score normalization fitted on training images, one 256-d descriptor."""
+    q, r = ctx.got["query"], ctx.got["reference"]
+    with ctx.stages("normalize"):
+        h5_q, h5_r, _ = normalize.apply(q.x, r.x, ctx.got["train"], NORM_CHAIN)
+        if h5_q.shape[1] < 256:
+            ctx.notes.append(f"whitening kept {h5_q.shape[1] - 1} dimensions: there are only "
+                             f"{len(ctx.ds.train_ids)} training images (use more for a full 255)")
+    with ctx.stages("search"):
+        scores, idx = search.knn(h5_q, h5_r, ctx.k, "ip", ctx.index)
+    return search.to_predictions(scores, idx, q.ids, r.ids), (h5_q, h5_r)
+
+
+def _localglobal(ds, train, k, stages, progress, calibration=None, detector=None):
+    """Calibrated best-part predictions (lesson 04): (preds, calibration, detector, bytes per reference)."""
+    if detector is None:
+        with stages("local-global: train overlay detector"):
+            detector, _ = overlays.train_overlay_detector(ds, progress=progress)
+    with stages("local-global: query parts"):
+        crops = overlays.overlay_crops(ds, detector)
+        qp = local_global.merge_parts(
+            local_global.describe_parts(ds, "query", local_global.query_views, tag="views", progress=progress),
+            local_global.describe_parts(ds, "query", lambda im: [], extra=crops, progress=False))
+    with stages("local-global: reference regions"):
+        rp = local_global.describe_parts(ds, "reference", local_global.reference_regions, tag="regions",
+                                         progress=progress)
+    if calibration is None:
+        with stages("local-global: choose calibration on training images"):
+            calibration, _ = local_global.choose_part_calibration(ds, progress=progress)
+    with stages("local-global: search"):
+        preds = local_global.search_parts(*local_global.calibrate_parts(qp, rp, train, **calibration), k=k)
+    return preds, calibration, detector, rp.x.nbytes / max(1, len(ds.reference_ids))
+
+
+def run_trained_localglobal(ctx: Context) -> Result:
+    """Lesson 04: query views, reference regions and a detected overlay, calibrated best-part score."""
+    preds, _, _, ctx.ref_bytes = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages, ctx.progress)
+    ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
+    return preds, None
+
+
+def _fit_sift_fusion(ctx: Context, candidates_on) -> verify.Fusion:
+    """Fit the SIFT fusion on the tuning task made of training images; ``candidates_on(tuning
+    set, its task)`` gives the candidates to verify there, as the method makes them."""
+    with ctx.stages("SIFT: calibration on training images"):
+        tu = minidisc.build_tuning_set(ctx.ds, progress=ctx.progress)
+        tt = tasks.tuning_task(ctx.ds, "trained", tu, progress=ctx.progress)
+        verified = verify.verify_candidates(candidates_on(tu, tt), keypoints.sift_dataset(tu, "query", progress=False),
+                                            keypoints.sift_dataset(tu, "reference", progress=False), k=ctx.k)
+        return verify.Fusion.fit(verified, tu.ground_truth())
+
+
+def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on) -> pd.DataFrame:
+    """Lesson 05: verify each query's top-k with SIFT + MAGSAC and fuse (sum of calibrated
+    scores); the fusion is fitted on the tuning task, its candidates made by ``candidates_on``."""
+    with ctx.stages("SIFT: query keypoints"):
+        qf = keypoints.sift_dataset(ctx.ds, "query", progress=ctx.progress)
+    with ctx.stages("SIFT: reference keypoints"):
+        rf = keypoints.sift_dataset(ctx.ds, "reference", progress=ctx.progress)
+    ctx.ref_bytes += rf.nbytes / max(1, len(ctx.ds.reference_ids))
+    fusion = _fit_sift_fusion(ctx, candidates_on)
+    with ctx.stages("SIFT: verification"):
+        return fusion.apply(verify.verify_candidates(preds, qf, rf, k=ctx.k, progress=ctx.progress), "sum")
+
+
+def run_trained_sift(ctx: Context) -> Result:
+    """Lesson 05: the trained descriptor's top-k verified with SIFT, fusion fitted on training images."""
+    preds = _verify_with_sift(ctx, _global(ctx), lambda tu, tt: search.search(tt.q, tt.query_ids, tt.r,
+                                                                               tt.reference_ids, k=ctx.k))
+    ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
+    return preds, None
+
+
+def run_best(ctx: Context) -> Result:
+    """Lessons 04-05: local-global candidates verified with SIFT."""
+    preds, calibration, detector, ctx.ref_bytes = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages,
+                                                               ctx.progress)
+    preds = _verify_with_sift(ctx, preds, lambda tu, tt: _localglobal(tu, tt.train, ctx.k, Stages(quiet=True),
+                                                                       ctx.progress, calibration, detector)[0])
+    ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
+    return preds, None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One method of ``isc-course run``: what it does, what it costs, what it needs, and the
+    function that runs it (None: a plain descriptor of the same name)."""
+    name: str
+    description: str
+    cost: str
+    needs_train: bool = False
+    run: Callable[[Context], Result] | None = None
+    descriptor: str = ""           # the descriptor it extracts (default: its own name)
+
+    @property
+    def base(self) -> str:
+        return self.descriptor or self.name
+
+
+PIPELINES = {p.name: p for p in [
+    Pipeline("thumbnail", "16x16 grey thumbnail, exact search (lesson 00)", "~1 ms per image"),
+    Pipeline("colour_hist", "RGB colour histogram, 216 dims (lesson 02)", "~2 ms per image"),
+    Pipeline("gist", "GIST-like Gabor energies, 512 dims, PCA to 256 for the HDF5 (lesson 02)", "~6 ms per image"),
+    Pipeline("phash", "pHash, 64 bits, Hamming search (lesson 02)", "~2 ms per image; no HDF5 (binary)"),
+    Pipeline("pdq", "PDQ hash, 256 bits, Hamming search (lesson 02)", "~3 ms per image; no HDF5 (binary)"),
+    Pipeline("imagenet_cnn", "ImageNet EfficientNet-Lite0 + GeM, 1280 dims, PCA to 256 for the HDF5 (lesson 02)",
+             "~60 ms per image on a CPU"),
+    Pipeline("trained", "the course's self-supervised descriptor, 256 dims (lesson 03)", "~12 ms per image on a CPU"),
+    Pipeline("trained+norm", "trained descriptor, whitening to 255 dims + NES + score normalization fitted on "
+             "training images, as one 256-d descriptor (lessons 03, 06)", "trained + training-image descriptors", True,
+             run_trained_norm, "trained"),
+    Pipeline("trained+localglobal", "query views, reference regions and a detected overlay crop, each part "
+             "calibrated against training images, best-part score (lesson 04)",
+             "~10 descriptors per query, 6 per reference (6 KiB), detector trained in ~20 s", True,
+             run_trained_localglobal, "trained"),
+    Pipeline("trained+sift", "trained descriptor's top-10 verified with SIFT + MAGSAC, fused with a calibration "
+             "fitted on edited training images (lesson 05)", "SIFT ~15-35 ms per image, ~12 ms per query", True,
+             run_trained_sift, "trained"),
+    Pipeline("best", "local-global candidates verified with SIFT + MAGSAC, fusion fitted on edited training "
+             "images (lessons 04-05)", "the two above together", True, run_best, "trained"),
+]}
+
+# stages whose work is done per query (its descriptor, parts, keypoints, search, verification)
+PER_QUERY_STAGES = {"search", "normalize", "local-global: query parts", "local-global: search",
+                    "SIFT: query keypoints", "SIFT: verification"}
+
+
+def get_pipeline(method: str) -> Pipeline:
+    """A method of :data:`PIPELINES`, or any descriptor added with ``descriptors.register``."""
+    if method in PIPELINES:
+        return PIPELINES[method]
+    if method in descriptors.METHODS:       # a learner's own descriptor (descriptors.register)
+        return Pipeline(method, descriptors.METHODS[method].description, "your descriptor")
+    raise ValueError(f"Unknown method {method!r}; choose from {sorted(PIPELINES)} (`isc-course methods`), "
+                     "or add a descriptor with descriptors.register().")
+
+
+def _extract(ds, pipe: Pipeline, folder: Path, shard_size: int, progress: bool) -> dict:
+    kinds = ("query", "reference")
+    if pipe.needs_train or (pipe.base in ("gist", "imagenet_cnn") and ds.train_ids):
+        kinds += ("train",)
+    return {kind: descriptors.extract_sharded(ds, pipe.base, kind, folder, shard_size, progress) for kind in kinds}
+
+
+def _write_outputs(out: Path, preds: pd.DataFrame, h5, q, r) -> dict:
+    io.write_predictions(preds, out / "predictions.csv", overwrite=True)
+    outputs = {"predictions": str(out / "predictions.csv")}
+    if h5 is not None:
+        io.write_descriptors(out / "descriptors.h5", h5[0].astype(np.float32), q.ids, h5[1].astype(np.float32), r.ids,
+                             overwrite=True)
+        outputs["descriptors"] = str(out / "descriptors.h5")
+    return outputs
+
+
+def _write_json(path: Path, obj) -> None:
+    io.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
+
+
+def _summary(ctx: Context, pipe: Pipeline, outputs: dict, t_start: float) -> dict:
+    q, r = ctx.got["query"], ctx.got["reference"]
+    per_query = sum(v for n, v in ctx.stages.seconds.items() if n in PER_QUERY_STAGES)
+    return {"dataset": ctx.ds.name, "method": pipe.name, "description": pipe.description, "k": ctx.k,
+            "index": ctx.index, "bytes_per_reference": round(ctx.ref_bytes, 1),
+            "seconds_per_query": round((q.seconds + per_query) / max(1, len(q.ids)), 4),
+            "queries": len(q.ids), "references": len(r.ids), "train": len(ctx.ds.train_ids), "outputs": outputs,
+            "notes": ctx.notes, "stage_seconds": ctx.stages.seconds,
+            "total_seconds": round(time.perf_counter() - t_start, 1)}
+
+
+def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", shard_size: int = 1000,
+                 progress: bool = True, overwrite: bool = False, descriptor_dir=None) -> dict | None:
+    """Run one of :data:`PIPELINES` on a dataset and write the official files to ``out_dir``.
+
+    Returns the summary (stages, outputs, metrics, memory per reference, query-side seconds per
+    query) on rank 0; None on other torchrun ranks, which only share the descriptor extraction.
+    ``descriptor_dir`` (default ``out_dir/descriptors``) may be shared by several runs.
+    """
+    pipe = get_pipeline(method)
+    if pipe.needs_train:
+        ds.require_train()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("predictions.csv", "descriptors.h5"):
+        if (out / f).exists() and not overwrite:
+            raise FileExistsError(f"{out / f} exists; pass --overwrite to replace it, or choose another --out.")
+    stages, t_start = Stages(), time.perf_counter()
+    with stages("extract"):
+        got = _extract(ds, pipe, Path(descriptor_dir or out / "descriptors"), shard_size, progress)
+    if rank_world()[0] != 0:
+        return None
+    ctx = Context(ds, got, k, index, stages, progress, ref_bytes=got["reference"].x.nbytes / max(1, len(got["reference"].ids)))
+    preds, h5 = pipe.run(ctx) if pipe.run else run_descriptor(ctx, pipe.base)
+    if len(preds) > io.MAX_PREDICTIONS:
+        preds = search.global_budget(preds, io.MAX_PREDICTIONS)
+        ctx.notes.append(f"kept the best {io.MAX_PREDICTIONS:,} pairs over all queries (the matching-track limit)")
+    with stages("write"):
+        outputs = _write_outputs(out, preds, h5, got["query"], got["reference"])
+    summary = _summary(ctx, pipe, outputs, t_start)
+    if ds.gt_path is not None:
+        ev = metrics.evaluate(preds, ds.ground_truth())
+        summary["metrics"] = {"uAP": ev.uap, "recall@P90": ev.recall_at_p90, "recall@1": ev.recall_at_1}
+        _write_json(out / "metrics.json", summary["metrics"])
+    _write_json(out / "summary.json", summary)
+    return summary
