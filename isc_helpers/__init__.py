@@ -15,9 +15,9 @@ LAYERS = (
     # shared: data, edits, metric and search on arrays
     ("augment", "data", "metrics", "search"),
     # shared: datasets the course builds; networks
-    ("minidisc", "models"),
-    # shared: training configs and checkpoints; small heads on frozen features
-    ("checkpoints", "heads"),
+    ("minidisc", "models", "transfer_edits"),
+    # shared: training configs and checkpoints; small heads on frozen features; the transfer set
+    ("checkpoints", "heads", "transfer"),
     # shared: global descriptors, their registry and per-dataset extraction
     ("descriptors",),
     # shared: typed tuning and evaluation tasks

@@ -28,6 +28,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--backbone", default=None, help="efficientnet_lite0 (ImageNet weights) or any timm name")
     t.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     t.add_argument("--no-progressive", action="store_true", help="final size and strength from the start")
+    t.add_argument("--train-set", default="minidisc", choices=["minidisc", "pool"],
+                   help="mini-DISC's training images (default), or with the pool's training-only photos and "
+                        "textures added (minidisc.load_training_pool; use --train-on all to include the textures)")
     t.add_argument("--train-on", default=None, choices=["photos", "all"],
                    help="photo training images only (the recipe's default), or all (mini-DISC adds clip-art and nebulae)")
     t.add_argument("--steps", type=int, default=None)
@@ -153,7 +156,8 @@ def train_config(args):
 
 def _train(args) -> int:
     try:
-        ds = minidisc.load_minidisc(get_profile(args.profile), progress=False)
+        load = minidisc.load_training_pool if args.train_set == "pool" else minidisc.load_minidisc
+        ds = load(get_profile(args.profile), progress=False)
         cfg = train_config(args)
         t0 = time.time()
         result = training.train(ds, cfg, args.out, device=args.device)
@@ -162,7 +166,7 @@ def _train(args) -> int:
     rank, world = rank_world()
     if rank != 0:
         return 0
-    summary = {"command": "isc-course " + " ".join(sys.argv[1:]), "config": asdict(cfg),
+    summary = {"command": "isc-course " + " ".join(sys.argv[1:]), "train_set": args.train_set, "config": asdict(cfg),
                "train_seconds": round(time.time() - t0, 1), "history": result["history"], "world_size": world}
     if args.evaluate:
         summary["evaluation"] = training.evaluate_checkpoint(Path(args.out) / "model.pt", ds)

@@ -22,6 +22,7 @@ from . import io as iio
 from .images import IMAGE_EXTS, load_image
 
 KINDS = ("query", "reference", "train")
+PHOTO_FOLDERS = ("photos/", "train_photos/", "transfer_photos/")   # pool folders of real photos
 
 
 class DatasetError(RuntimeError):
@@ -49,9 +50,27 @@ class Pool:
             m = m[m.file.str.startswith(f"{kind}/{source_prefix}")]
         return [self.root / f for f in m.file]
 
+    def groups(self, kind: str) -> dict[str, list[Path]]:
+        """The files of a kind by source group (tiles, recolours and resolutions of one source
+        image share a group; without a ``group`` column every file is its own group), in
+        manifest order."""
+        m = self.manifest[self.manifest.kind == kind]
+        keys = m.group if "group" in m.columns else m.file
+        out: dict[str, list[Path]] = {}
+        for key, f in zip(keys, m.file):
+            out.setdefault(key or f, []).append(self.root / f)
+        return out
+
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha1("".join(self.manifest.sha1).encode()).hexdigest()
+        """A hash of every file's content (the whole pool)."""
+        return self.fingerprint_of(None)
+
+    def fingerprint_of(self, kinds) -> str:
+        """A hash of the content of the files of some kinds (all kinds for None): a dataset built
+        from those kinds is rebuilt only when one of them changes, not when others are added."""
+        m = self.manifest if kinds is None else self.manifest[self.manifest.kind.isin(list(kinds))]
+        return hashlib.sha1("".join(m.sha1).encode()).hexdigest()
 
 
 def load_pool(path: str | Path | None = None, verify: bool = False) -> Pool:
@@ -141,7 +160,7 @@ class Dataset:
         if not src.exists():
             return list(self.train_ids)
         s = pd.read_csv(src, dtype=str)
-        photos = set(s.image_id[s.pool_file.str.startswith("photos/")])
+        photos = set(s.image_id[s.pool_file.str.startswith(PHOTO_FOLDERS)])
         return [i for i in self.train_ids if i in photos]
 
     def edits(self) -> pd.DataFrame:

@@ -32,10 +32,11 @@ from .images import load_image
 from .profile import Profile, get_profile
 
 BUILDER_VERSION = 1
+POOL_KINDS = ("photos", "filler", "overlays")     # the pool files mini-DISC is made of
 
 
 def _recipe(profile: Profile, pool: Pool) -> dict:
-    return {"builder_version": BUILDER_VERSION, "profile": profile.as_dict(), "pool": pool.fingerprint}
+    return {"builder_version": BUILDER_VERSION, "profile": profile.as_dict(), "pool": pool.fingerprint_of(POOL_KINDS)}
 
 
 def _split_pool(profile: Profile, pool: Pool) -> dict[str, list[Path]]:
@@ -77,7 +78,8 @@ def edit_assets(purpose: str = "queries", profile: Profile | None = None,
     return augment.EditAssets(overlays=split["overlays"], backgrounds=bg)
 
 
-def _save(im: Image.Image, path: Path, max_side: int) -> None:
+def save_image(im: Image.Image, path: Path, max_side: int) -> None:
+    """Save as JPEG (quality 90), shrunk so its longer side is at most ``max_side``."""
     w, h = im.size
     s = max_side / max(w, h)
     if s < 1:
@@ -90,13 +92,13 @@ def _query_seed(profile: Profile, index: int) -> int:
     return profile.seed * 100_003 + index
 
 
-def _edit_rows(query_id: str, log: list[dict]) -> list[dict]:
+def edit_log_rows(query_id: str, log: list[dict]) -> list[dict]:
     """One row of ``edits.csv`` per edit step of a query."""
     return [{"query_id": query_id, "step": step, "family": e["family"], "strength": e["strength"],
              "params": json.dumps(e["params"])} for step, e in enumerate(log)]
 
 
-def _build_atomically(out: Path, fill) -> Path:
+def build_atomically(out: Path, fill) -> Path:
     """Build a dataset folder: ``fill(tmp)`` writes it into a temporary sibling (with empty
     reference/, query/ and train/), which is then renamed into place. Reused when built."""
     if (out / "recipe.json").is_file():
@@ -135,7 +137,7 @@ def _write_references(tmp, split, rng, profile, pool, progress):
     for i, j in enumerate(tqdm(rng.permutation(len(refs)), desc="references", disable=not progress)):
         rid = iio.make_id("reference", i)
         ref_id[refs[j]] = rid
-        _save(load_image(refs[j]), tmp / "reference" / f"{rid}.jpg", profile.max_side)
+        save_image(load_image(refs[j]), tmp / "reference" / f"{rid}.jpg", profile.max_side)
         sources.append({"image_id": rid, "pool_file": str(refs[j].relative_to(pool.root))})
     return ref_id, sources
 
@@ -153,10 +155,10 @@ def _write_queries(tmp, split, ref_id, rng, profile, pool, progress):
         src, rid = plan[j]
         qid = iio.make_id("query", i)
         trace = augment.random_edit(load_image(src), seed=_query_seed(profile, i), assets=assets)
-        _save(trace.image, tmp / "query" / f"{qid}.jpg", profile.max_side)
+        save_image(trace.image, tmp / "query" / f"{qid}.jpg", profile.max_side)
         gt_rows.append({"query_id": qid, "reference_id": rid})
         sources.append({"image_id": qid, "pool_file": str(src.relative_to(pool.root))})
-        edit_rows += _edit_rows(qid, trace.log)
+        edit_rows += edit_log_rows(qid, trace.log)
     return gt_rows, edit_rows, sources
 
 
@@ -171,7 +173,7 @@ def _write_minidisc(tmp: Path, profile: Profile, pool: Pool, progress: bool) -> 
     train = split["train_photos"] + split["train_filler"]        # disjoint photos + filler
     for i, j in enumerate(tqdm(rng.permutation(len(train)), desc="train", disable=not progress)):
         tid = iio.make_id("train", i)
-        _save(load_image(train[j]), tmp / "train" / f"{tid}.jpg", profile.max_side)
+        save_image(load_image(train[j]), tmp / "train" / f"{tid}.jpg", profile.max_side)
         sources.append({"image_id": tid, "pool_file": str(train[j].relative_to(pool.root))})
     pd.DataFrame(gt_rows).to_csv(tmp / "ground_truth.csv", index=False)
     pd.DataFrame(edit_rows).to_csv(tmp / "edits.csv", index=False)
@@ -187,7 +189,7 @@ def build_minidisc(profile: Profile | None = None, pool: Pool | None = None, pro
     if profile.uses_disc21:
         raise DatasetError("The 'full' profile uses real DISC21 (load_disc21), not mini-DISC.")
     pool = pool or load_pool()
-    return _build_atomically(minidisc_dir(profile, pool), lambda tmp: _write_minidisc(tmp, profile, pool, progress))
+    return build_atomically(minidisc_dir(profile, pool), lambda tmp: _write_minidisc(tmp, profile, pool, progress))
 
 
 def load_minidisc(profile: Profile | None = None, progress: bool = True) -> Dataset:
@@ -202,6 +204,50 @@ def open_dataset(profile: Profile | None = None, progress: bool = True) -> Datas
     """The dataset of the active profile: mini-DISC, or real DISC21 for 'full'."""
     profile = profile or get_profile()
     return load_disc21() if profile.uses_disc21 else load_minidisc(profile, progress)
+
+
+# ------------------------------------------------------------------ the larger training pool
+TRAINING_POOL_KINDS = ("train_photos", "textures")    # pool files for training only (never queries)
+TRAINING_POOL_LIMIT = {"test": 150, "course": None}   # groups taken from them (None: all)
+
+
+def _training_pool_files(profile: Profile, pool: Pool) -> list[Path]:
+    """mini-DISC's own training photos, then one image per group of the training-only pool kinds."""
+    files = list(_split_pool(profile, pool)["train_photos"])
+    groups = [g[0] for kind in TRAINING_POOL_KINDS for g in pool.groups(kind).values()]
+    if not groups:
+        raise DatasetError("The pool has no training-only images (train_photos, textures); rebuild data/ "
+                           "with tools/build_training_pool.py.")
+    rng = np.random.RandomState(profile.seed + 2)
+    return files + [groups[i] for i in rng.permutation(len(groups))][:TRAINING_POOL_LIMIT.get(profile.name)]
+
+
+def _write_training_pool(tmp: Path, files: list[Path], pool: Pool, max_side: int, progress: bool) -> None:
+    from tqdm.auto import tqdm
+    sources = []
+    for i, p in enumerate(tqdm(files, desc="training pool", disable=not progress)):
+        tid = iio.make_id("train", i)
+        save_image(load_image(p), tmp / "train" / f"{tid}.jpg", max_side)
+        sources.append({"image_id": tid, "pool_file": str(p.relative_to(pool.root))})
+    pd.DataFrame(sources).to_csv(tmp / "sources.csv", index=False)
+    (tmp / "recipe.json").write_text(json.dumps({"images": len(files), "max_side": max_side}, indent=1))
+
+
+def load_training_pool(profile: Profile | None = None, progress: bool = True) -> Dataset:
+    """mini-DISC with a larger, more varied training set: its own training photos plus one image
+    per group of the pool's training-only photos and textures (lesson 03's ``--train-set pool``).
+    Queries, references and ground truth are mini-DISC's, so a descriptor trained on it is scored
+    on the same task."""
+    profile = profile or get_profile()
+    pool = load_pool()
+    mini = load_minidisc(profile, progress)
+    files = _training_pool_files(profile, pool)
+    key = cache.short_hash(pool.fingerprint_of(POOL_KINDS + TRAINING_POOL_KINDS), profile.name, len(files),
+                           BUILDER_VERSION, length=10)
+    out = cache.cache_dir() / "trainpool" / f"{profile.name}-{key}"
+    build_atomically(out, lambda tmp: _write_training_pool(tmp, files, pool, min(profile.max_side, 384), progress))
+    return Dataset(f"mini-DISC ({profile.name}) with the training pool", out, mini.query_dir, mini.reference_dir,
+                   out / "train", mini.gt_path, mini.edits_path)
 
 
 # ------------------------------------------------------------------ tuning set
@@ -244,10 +290,10 @@ def _tuning_queries(ds, tmp, split, ref_of, rng, seed, queries_per_photo, progre
         src, rid = plan[j]
         qid = iio.make_id("query", i)
         trace = augment.random_edit(ds.load(src), seed=seed * 1_000_003 + i, assets=assets)
-        _save(trace.image, tmp / "query" / f"{qid}.jpg", 512)
+        save_image(trace.image, tmp / "query" / f"{qid}.jpg", 512)
         gt_rows.append({"query_id": qid, "reference_id": rid})
         sources.append({"image_id": qid, "train_id": src})
-        edit_rows += _edit_rows(qid, trace.log)
+        edit_rows += edit_log_rows(qid, trace.log)
     return gt_rows, edit_rows, sources
 
 
@@ -282,7 +328,7 @@ def build_tuning_set(ds: Dataset, seed: int = 7, max_photos: int = 600, queries_
     key = hashlib.sha1(json.dumps([str(Path(ds.root).resolve()), seed, max_photos, queries_per_photo,
                                    ds.train_ids[:50], len(ds.train_ids), BUILDER_VERSION]).encode()).hexdigest()[:10]
     out = cache.cache_dir() / "tuning" / f"{Path(ds.root).name}-{key}"
-    _build_atomically(out, lambda tmp: _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress))
+    build_atomically(out, lambda tmp: _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress))
     return Dataset(f"tuning set of {ds.name}", out, out / "query", out / "reference", out / "train",
                    out / "ground_truth.csv", out / "edits.csv")
 
@@ -296,7 +342,7 @@ def _replayer(ds: Dataset):
     recipe = json.loads(recipe_file.read_text())
     profile = Profile(**recipe["profile"])
     pool = load_pool()
-    if recipe["pool"] != pool.fingerprint:
+    if recipe["pool"] != pool.fingerprint_of(POOL_KINDS):
         raise DatasetError("The photo pool changed since this mini-DISC was built; rebuild it.")
     assets = edit_assets("queries", profile, pool)
     src = pd.read_csv(src_file, dtype=str).set_index("image_id").pool_file

@@ -292,3 +292,19 @@ def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", sha
         _write_json(out / "metrics.json", summary["metrics"])
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def leaderboard(datasets: dict, methods, out_dir, progress: bool = False) -> pd.DataFrame:
+    """Run every method on every dataset ({name: Dataset}) with :func:`run_pipeline` (outputs in
+    ``out_dir/<dataset>/<method>``, descriptors shared per dataset) and return one row per method:
+    µAP, recall@P90 and recall@1 on each dataset side by side, query-side seconds and bytes per
+    reference (from the first dataset)."""
+    rows = {m: {"method": m} for m in methods}
+    for i, (name, ds) in enumerate(datasets.items()):
+        for m in methods:
+            s = run_pipeline(ds, m, Path(out_dir) / name / m, overwrite=True, progress=progress,
+                             descriptor_dir=Path(out_dir) / name / "descriptors")
+            rows[m].update({f"{k} ({name})": v for k, v in s["metrics"].items()})
+            if i == 0:
+                rows[m].update({"s / query": s["seconds_per_query"], "KiB / reference": s["bytes_per_reference"] / 1024})
+    return pd.DataFrame(list(rows.values())).set_index("method")
