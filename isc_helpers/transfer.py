@@ -50,8 +50,8 @@ class TransferSize:
     seed: int = 4242
 
 
-SIZES = {"test": TransferSize(60, 0.45, 0.3, 0.65, 1, 10, 60, 320),
-         "course": TransferSize(None, 0.45, 0.3, 0.65, 2, 60, 400, 512)}
+SIZES = {"test": TransferSize(60, 0.5, 0.3, 0.8, 1, 10, 60, 320),
+         "course": TransferSize(None, 0.5, 0.3, 0.8, 2, 60, 400, 512)}
 
 
 def size_for(profile: Profile | None = None) -> TransferSize:
