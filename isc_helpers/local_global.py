@@ -127,6 +127,23 @@ def search_parts(queries: Parts, references: Parts, k: int = 10) -> pd.DataFrame
     return search.top_k(df, k).drop(columns="rank")
 
 
+def pair_part_scores(pairs: pd.DataFrame, queries: Parts, references: Parts) -> pd.DataFrame:
+    """The best-part score (max inner product over the two images' parts) of arbitrary
+    (query_id, reference_id) pairs, e.g. candidates found another way (keypoint votes,
+    another descriptor): ``pairs`` with a ``score`` column."""
+    q_rows, r_rows = _rows_by_owner(queries), _rows_by_owner(references)
+    scores = [float((queries.x[q_rows[q]] @ references.x[r_rows[r]].T).max())
+              for q, r in zip(pairs.query_id, pairs.reference_id)]
+    return pairs.assign(score=np.array(scores, np.float64))
+
+
+def _rows_by_owner(parts: Parts) -> dict[str, np.ndarray]:
+    rows: dict[str, list[int]] = {}
+    for i, owner in enumerate(parts.owner):
+        rows.setdefault(owner, []).append(i)
+    return {k: np.array(v) for k, v in rows.items()}
+
+
 def whole_images(extracted) -> Parts:
     """Whole-image descriptors already extracted (a :class:`~isc_helpers.descriptors.Extracted`)
     as parts named "full", so they are not described a second time."""

@@ -51,6 +51,7 @@ class Context:
     index: str
     stages: Stages
     progress: bool
+    descriptor_dir: Path = Path(".")
     notes: list = field(default_factory=list)
     ref_bytes: float = 0.0
 
@@ -102,7 +103,8 @@ def run_trained_norm(ctx: Context) -> Result:
 
 
 def _localglobal(ds, train, k, stages, progress, calibration=None, detector=None):
-    """Calibrated best-part predictions (lesson 04): (preds, calibration, detector, bytes per reference)."""
+    """Calibrated best-part predictions (lesson 04): (preds, calibrated query and reference parts,
+    calibration, detector)."""
     if detector is None:
         with stages("local-global: train overlay detector"):
             detector, _ = overlays.train_overlay_detector(ds, progress=progress)
@@ -118,29 +120,31 @@ def _localglobal(ds, train, k, stages, progress, calibration=None, detector=None
         with stages("local-global: choose calibration on training images"):
             calibration, _ = local_global.choose_part_calibration(ds, progress=progress)
     with stages("local-global: search"):
-        preds = local_global.search_parts(*local_global.calibrate_parts(qp, rp, train, **calibration), k=k)
-    return preds, calibration, detector, rp.x.nbytes / max(1, len(ds.reference_ids))
+        qp, rp = local_global.calibrate_parts(qp, rp, train, **calibration)
+        preds = local_global.search_parts(qp, rp, k=k)
+    return preds, (qp, rp), calibration, detector
 
 
 def run_trained_localglobal(ctx: Context) -> Result:
     """Lesson 04: query views, reference regions and a detected overlay, calibrated best-part score."""
-    preds, _, _, ctx.ref_bytes = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages, ctx.progress)
+    preds, (_, rp), _, _ = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages, ctx.progress)
+    ctx.ref_bytes = rp.x.nbytes / max(1, len(ctx.ds.reference_ids))
     ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
     return preds, None
 
 
-def _fit_sift_fusion(ctx: Context, candidates_on) -> verify.Fusion:
+def _fit_sift_fusion(ctx: Context, candidates_on, k: int) -> verify.Fusion:
     """Fit the SIFT fusion on the tuning task made of training images; ``candidates_on(tuning
     set, its task)`` gives the candidates to verify there, as the method makes them."""
     with ctx.stages("SIFT: calibration on training images"):
         tu = minidisc.build_tuning_set(ctx.ds, progress=ctx.progress)
         tt = tasks.tuning_task(ctx.ds, "trained", tu, progress=ctx.progress)
         verified = verify.verify_candidates(candidates_on(tu, tt), keypoints.sift_dataset(tu, "query", progress=False),
-                                            keypoints.sift_dataset(tu, "reference", progress=False), k=ctx.k)
+                                            keypoints.sift_dataset(tu, "reference", progress=False), k=k)
         return verify.Fusion.fit(verified, tu.ground_truth())
 
 
-def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on) -> pd.DataFrame:
+def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int | None = None) -> pd.DataFrame:
     """Lesson 05: verify each query's top-k with SIFT + MAGSAC and fuse (sum of calibrated
     scores); the fusion is fitted on the tuning task, its candidates made by ``candidates_on``."""
     with ctx.stages("SIFT: query keypoints"):
@@ -148,9 +152,10 @@ def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on) -> pd.Da
     with ctx.stages("SIFT: reference keypoints"):
         rf = keypoints.sift_dataset(ctx.ds, "reference", progress=ctx.progress)
     ctx.ref_bytes += rf.nbytes / max(1, len(ctx.ds.reference_ids))
-    fusion = _fit_sift_fusion(ctx, candidates_on)
+    k = k or ctx.k
+    fusion = _fit_sift_fusion(ctx, candidates_on, k)
     with ctx.stages("SIFT: verification"):
-        return fusion.apply(verify.verify_candidates(preds, qf, rf, k=ctx.k, progress=ctx.progress), "sum")
+        return fusion.apply(verify.verify_candidates(preds, qf, rf, k=k, progress=ctx.progress), "sum")
 
 
 def run_trained_sift(ctx: Context) -> Result:
@@ -161,12 +166,47 @@ def run_trained_sift(ctx: Context) -> Result:
     return preds, None
 
 
-def run_best(ctx: Context) -> Result:
-    """Lessons 04-05: local-global candidates verified with SIFT."""
-    preds, calibration, detector, ctx.ref_bytes = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages,
-                                                               ctx.progress)
-    preds = _verify_with_sift(ctx, preds, lambda tu, tt: _localglobal(tu, tt.train, ctx.k, Stages(quiet=True),
-                                                                       ctx.progress, calibration, detector)[0])
+BEST_CANDIDATES = ("localglobal", "votes", "imagenet_cnn")
+
+
+def _union_candidates(ds, lg_preds, parts, qf, rf, k: int, sources, descriptor_dir, progress) -> pd.DataFrame:
+    """Candidates of several finders, each pair once, scored by its best calibrated parts: the
+    local-global top-k, the top-k references by SIFT keypoint votes, the top-k of another
+    global descriptor. Each finder misses different copies; verification then sorts them out."""
+    found = [lg_preds] if "localglobal" in sources else []
+    if "votes" in sources:
+        votes, idx = keypoints.keypoint_votes(qf, rf, k=k, per_image=100)
+        found.append(keypoints.vote_candidates(votes, idx, qf.ids, rf.ids))
+    for m in (s for s in sources if s in descriptors.METHODS):
+        q, r = (descriptors.extract_sharded(ds, m, kind, descriptor_dir, progress=progress) for kind in ("query", "reference"))
+        found.append(search.search(q.x, q.ids, r.x, r.ids, k=k))
+    return local_global.pair_part_scores(verify.union(*found), *parts)
+
+
+def run_best(ctx: Context, sources=BEST_CANDIDATES) -> Result:
+    """Lessons 04-05 (and 08's lesson that no single descriptor finds every copy): the union of
+    candidates from local-global matching, keypoint votes and the ImageNet descriptor, verified
+    with SIFT; the fusion is fitted on the tuning task with candidates found the same way."""
+    preds, parts, calibration, detector = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages, ctx.progress)
+    ctx.ref_bytes = parts[1].x.nbytes / max(1, len(ctx.ds.reference_ids))
+    folder = ctx.descriptor_dir
+
+    def candidates_on(ds, preds, parts, qf, rf):
+        with ctx.stages("candidates: union of finders"):
+            return _union_candidates(ds, preds, parts, qf, rf, ctx.k, sources, folder / Path(ds.root).name,
+                                     ctx.progress)
+
+    def tuning_candidates(tu, tt):
+        tpreds, tparts, _, _ = _localglobal(tu, tt.train, ctx.k, Stages(quiet=True), ctx.progress, calibration,
+                                            detector)
+        return candidates_on(tu, tpreds, tparts, keypoints.sift_dataset(tu, "query", progress=False),
+                             keypoints.sift_dataset(tu, "reference", progress=False))
+    with ctx.stages("SIFT: query keypoints"):
+        qf = keypoints.sift_dataset(ctx.ds, "query", progress=ctx.progress)
+    with ctx.stages("SIFT: reference keypoints"):
+        rf = keypoints.sift_dataset(ctx.ds, "reference", progress=ctx.progress)
+    cands = candidates_on(ctx.ds, preds, parts, qf, rf)
+    preds = _verify_with_sift(ctx, cands, tuning_candidates, k=len(sources) * ctx.k)
     ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
     return preds, None
 
@@ -206,13 +246,14 @@ PIPELINES = {p.name: p for p in [
     Pipeline("trained+sift", "trained descriptor's top-10 verified with SIFT + MAGSAC, fused with a calibration "
              "fitted on edited training images (lesson 05)", "SIFT ~15-35 ms per image, ~12 ms per query", True,
              run_trained_sift, "trained"),
-    Pipeline("best", "local-global candidates verified with SIFT + MAGSAC, fusion fitted on edited training "
-             "images (lessons 04-05)", "the two above together", True, run_best, "trained"),
+    Pipeline("best", "candidates from local-global matching, SIFT keypoint votes and the ImageNet descriptor, "
+             "verified with SIFT + MAGSAC, fusion fitted on edited training images (lessons 04-05, 08)",
+             "the two above together, ImageNet descriptors, 3x the verifications", True, run_best, "trained"),
 ]}
 
 # stages whose work is done per query (its descriptor, parts, keypoints, search, verification)
 PER_QUERY_STAGES = {"search", "normalize", "local-global: query parts", "local-global: search",
-                    "SIFT: query keypoints", "SIFT: verification"}
+                    "SIFT: query keypoints", "SIFT: verification", "candidates: union of finders"}
 
 
 def get_pipeline(method: str) -> Pipeline:
@@ -278,7 +319,9 @@ def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", sha
         got = _extract(ds, pipe, Path(descriptor_dir or out / "descriptors"), shard_size, progress)
     if rank_world()[0] != 0:
         return None
-    ctx = Context(ds, got, k, index, stages, progress, ref_bytes=got["reference"].x.nbytes / max(1, len(got["reference"].ids)))
+    folder = Path(descriptor_dir or out / "descriptors")
+    ctx = Context(ds, got, k, index, stages, progress, folder,
+                  ref_bytes=got["reference"].x.nbytes / max(1, len(got["reference"].ids)))
     preds, h5 = pipe.run(ctx) if pipe.run else run_descriptor(ctx, pipe.base)
     if len(preds) > io.MAX_PREDICTIONS:
         preds = search.global_budget(preds, io.MAX_PREDICTIONS)

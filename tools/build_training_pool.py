@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_photo_pool import dep5_lookup, dhash, parse_dep5  # noqa: E402
+from build_photo_pool import dhash, parse_dep5  # noqa: E402
 
 NEW_KINDS = ("train_photos", "textures", "transfer_photos")
 OLD_KINDS = ("photos", "filler", "overlays")
