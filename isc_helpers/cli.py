@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import checks, data, minidisc, pipeline, training
+from . import checks, data, minidisc, pipeline, training, transfer
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="isc-course", description="Image copy detection course tools.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check", help="check the environment (OK/FAIL per requirement)")
-    b = sub.add_parser("build-data", help="build mini-DISC for a profile (cached)")
+    b = sub.add_parser("build-data", help="build mini-DISC and the transfer set for a profile (cached)")
     b.add_argument("--profile", default=None, help="test, course (default) or $ISC_PROFILE")
     e = sub.add_parser("evaluate", help="score a matching-track CSV against ground truth")
     e.add_argument("predictions")
@@ -92,8 +92,12 @@ def _methods(args) -> int:
 
 
 def _build_data(args) -> int:
-    ds = minidisc.load_minidisc(get_profile(args.profile))
-    print(f"{ds.root}\n{json.dumps(ds.summary())}")
+    profile = get_profile(args.profile)
+    sets = [minidisc.load_minidisc(profile)]
+    if profile.name in transfer.SIZES:
+        sets.append(transfer.load_transfer_set(profile))
+    for ds in sets:
+        print(f"{ds.root}\n{json.dumps(ds.summary())}")
     return 0
 
 

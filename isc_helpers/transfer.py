@@ -11,7 +11,8 @@ reports it beside mini-DISC.
 
 Photo groups (tiles and variants of one source photo) are split, never straddling, into
 references (some copied), non-copy photos (edited into distractor queries and used as pasted
-backgrounds) and its own training images; other members of a reference's group, edited, make
+backgrounds) and its own training images, padded with generic training images of the pool (as
+DISC21's training set is generic photos); other members of a reference's group, edited, make
 *hard negatives*: the same scene, not a copy.
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ from .minidisc import build_atomically, edit_log_rows, save_image
 from .profile import Profile, get_profile
 
 BUILDER_VERSION = 1
-POOL_KINDS = ("transfer_photos", "filler", "overlays")
+POOL_KINDS = ("transfer_photos", "filler", "overlays", "train_photos", "textures")
+PADDING_KINDS = ("train_photos", "textures")      # generic images that pad its training set
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,13 @@ class TransferSize:
     queries_per_nonmatch: int
     max_hard_negatives: int        # edited other members of a reference's group (same scene, no copy)
     n_reference_distractors: int   # clip-art padding of the references
+    n_train_padding: int           # generic training images added to its own (as DISC21's training set)
     max_side: int
     seed: int = 4242
 
 
-SIZES = {"test": TransferSize(60, 0.5, 0.3, 0.8, 1, 10, 60, 320),
-         "course": TransferSize(None, 0.5, 0.3, 0.8, 2, 60, 400, 512)}
+SIZES = {"test": TransferSize(60, 0.5, 0.3, 0.8, 1, 10, 60, 100, 320),
+         "course": TransferSize(None, 0.5, 0.3, 0.8, 2, 60, 400, 400, 512)}
 
 
 def size_for(profile: Profile | None = None) -> TransferSize:
@@ -124,12 +127,20 @@ def _write_transfer(tmp: Path, profile: Profile, pool: Pool, progress: bool) -> 
         gt_rows.append({"query_id": qid, "reference_id": ref_id[ref] if ref is not None else ""})
         sources.append({"image_id": qid, "pool_file": str(src.relative_to(pool.root))})
         edit_rows += edit_log_rows(qid, trace.log)
-    train = [p for g in split["train"] for p in g]
+    train = [p for g in split["train"] for p in g] + _train_padding(pool, size)
     for i, p in enumerate(tqdm(train, desc="transfer train", disable=not progress)):
         tid = iio.make_id("train", i)
         save_image(load_image(p), tmp / "train" / f"{tid}.jpg", size.max_side)
         sources.append({"image_id": tid, "pool_file": str(p.relative_to(pool.root))})
     _write_tables(tmp, gt_rows, edit_rows, sources, {**_recipe(profile, pool), "build_seconds": round(time.time() - t0, 1)})
+
+
+def _train_padding(pool: Pool, size: TransferSize) -> list[Path]:
+    """One image per group of the generic training kinds, a seeded sample: a collection's training
+    set is generic images (as DISC21's), and normalization needs a few hundred of them."""
+    groups = [g[0] for kind in PADDING_KINDS for g in pool.groups(kind).values()]
+    rng = np.random.RandomState(size.seed + 2)
+    return [groups[i] for i in sorted(rng.permutation(len(groups))[:size.n_train_padding])]
 
 
 def _write_tables(tmp: Path, gt_rows, edit_rows, sources, recipe: dict) -> None:

@@ -98,3 +98,15 @@ def test_query_boxes_replay_the_build(mini):
     with pytest.raises(data.DatasetError):
         minidisc.query_boxes(data.Dataset("x", mini.root / "query", mini.query_dir, mini.reference_dir,
                                       mini.train_dir, mini.gt_path))
+
+
+def test_pair_part_scores_is_the_max_over_both_images_parts():
+    import numpy as np
+    import pandas as pd
+    q = local_global.Parts(["Q00000", "Q00000", "Q00001"], ["full", "centre", "full"],
+                           np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32))
+    r = local_global.Parts(["R000000", "R000001", "R000001"], ["full", "full", "centre"],
+                           np.array([[1, 0], [0.8, 0.6], [0, 1]], np.float32))
+    pairs = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00001"], "reference_id": ["R000001", "R000000", "R000001"]})
+    got = local_global.pair_part_scores(pairs, q, r).score.round(6).tolist()
+    assert got == [1.0, 0.6, 0.96]      # Q0's centre vs R1's centre; Q1 vs R0 full; Q1 vs R1 full (0.48 + 0.48)

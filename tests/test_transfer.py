@@ -45,8 +45,12 @@ def test_photo_groups_never_straddle_splits(tset):
 
 def test_sources_are_disjoint_from_training_and_minidisc(tset, mini):
     used = set(_sources(tset))
-    assert all(f.split("/")[0] in ("transfer_photos", "filler") for f in used)
-    assert not used & set(_sources(mini)) - {f for f in used if f.startswith("filler/")}
+    kinds = {f: f.split("/")[0] for f in used}
+    assert set(kinds.values()) <= {"transfer_photos", "filler", "train_photos", "textures"}
+    src = _sources(tset)
+    queries_and_refs = {src[i] for i in tset.query_ids + tset.reference_ids}
+    assert all(kinds[f] in ("transfer_photos", "filler") for f in queries_and_refs), "training kinds only pad train/"
+    assert not {f for f in used if kinds[f] == "transfer_photos"} & set(_sources(mini))
 
 
 def test_deterministic_and_cached(tmp_path, monkeypatch, tset):
