@@ -207,6 +207,7 @@ def run_best(ctx: Context, sources=BEST_CANDIDATES) -> Result:
         rf = keypoints.sift_dataset(ctx.ds, "reference", progress=ctx.progress)
     cands = candidates_on(ctx.ds, preds, parts, qf, rf)
     preds = _verify_with_sift(ctx, cands, tuning_candidates, k=len(sources) * ctx.k)
+    preds = search.top_k(preds.assign(score=preds.score.astype(float)), ctx.k).drop(columns="rank")   # k per query
     ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
     return preds, None
 
