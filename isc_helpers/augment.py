@@ -305,11 +305,14 @@ def opacity(im, s, rng, ctx):
 
 @dataclass(frozen=True)
 class Family:
+    """An edit family: its function, sampling weight, group and what it does (and, optionally,
+    what its strength controls). Both edit generators use this record."""
     name: str
     fn: Callable
     weight: float
     group: str
     description: str
+    strength: str = ""
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [

@@ -129,17 +129,25 @@ def minidisc_dir(profile: Profile | None = None, pool: Pool | None = None) -> Pa
     return cache.cache_dir() / "minidisc" / f"{profile.name}-{h}"
 
 
+def write_pool_images(tmp: Path, kind: str, files: list[Path], pool: Pool, max_side: int, desc: str,
+                      progress: bool) -> list[dict]:
+    """Save pool files, in order, as ``tmp/<kind>/<id>.jpg`` with ids 0, 1, ... of that kind;
+    returns their ``sources.csv`` rows (image_id, pool_file)."""
+    from tqdm.auto import tqdm
+    rows = []
+    for i, p in enumerate(tqdm(files, desc=desc, disable=not progress)):
+        image_id = iio.make_id(kind, i)
+        save_image(load_image(p), tmp / kind / f"{image_id}.jpg", max_side)
+        rows.append({"image_id": image_id, "pool_file": str(p.relative_to(pool.root))})
+    return rows
+
+
 def _write_references(tmp, split, rng, profile, pool, progress):
     """References: photos + distractors, ids in random order so ids give nothing away."""
-    from tqdm.auto import tqdm
     refs = split["reference_photos"] + split["distractors"]
-    ref_id, sources = {}, []
-    for i, j in enumerate(tqdm(rng.permutation(len(refs)), desc="references", disable=not progress)):
-        rid = iio.make_id("reference", i)
-        ref_id[refs[j]] = rid
-        save_image(load_image(refs[j]), tmp / "reference" / f"{rid}.jpg", profile.max_side)
-        sources.append({"image_id": rid, "pool_file": str(refs[j].relative_to(pool.root))})
-    return ref_id, sources
+    refs = [refs[j] for j in rng.permutation(len(refs))]
+    sources = write_pool_images(tmp, "reference", refs, pool, profile.max_side, "references", progress)
+    return {p: row["image_id"] for p, row in zip(refs, sources)}, sources
 
 
 def _write_queries(tmp, split, ref_id, rng, profile, pool, progress):
@@ -163,7 +171,6 @@ def _write_queries(tmp, split, ref_id, rng, profile, pool, progress):
 
 
 def _write_minidisc(tmp: Path, profile: Profile, pool: Pool, progress: bool) -> None:
-    from tqdm.auto import tqdm
     t0 = time.time()
     split = _split_pool(profile, pool)
     rng = np.random.RandomState(profile.seed + 1)
@@ -171,10 +178,8 @@ def _write_minidisc(tmp: Path, profile: Profile, pool: Pool, progress: bool) -> 
     gt_rows, edit_rows, q_sources = _write_queries(tmp, split, ref_id, rng, profile, pool, progress)
     sources += q_sources
     train = split["train_photos"] + split["train_filler"]        # disjoint photos + filler
-    for i, j in enumerate(tqdm(rng.permutation(len(train)), desc="train", disable=not progress)):
-        tid = iio.make_id("train", i)
-        save_image(load_image(train[j]), tmp / "train" / f"{tid}.jpg", profile.max_side)
-        sources.append({"image_id": tid, "pool_file": str(train[j].relative_to(pool.root))})
+    train = [train[j] for j in rng.permutation(len(train))]
+    sources += write_pool_images(tmp, "train", train, pool, profile.max_side, "train", progress)
     pd.DataFrame(gt_rows).to_csv(tmp / "ground_truth.csv", index=False)
     pd.DataFrame(edit_rows).to_csv(tmp / "edits.csv", index=False)
     pd.DataFrame(sources).to_csv(tmp / "sources.csv", index=False)
@@ -223,12 +228,7 @@ def _training_pool_files(profile: Profile, pool: Pool) -> list[Path]:
 
 
 def _write_training_pool(tmp: Path, files: list[Path], pool: Pool, max_side: int, progress: bool) -> None:
-    from tqdm.auto import tqdm
-    sources = []
-    for i, p in enumerate(tqdm(files, desc="training pool", disable=not progress)):
-        tid = iio.make_id("train", i)
-        save_image(load_image(p), tmp / "train" / f"{tid}.jpg", max_side)
-        sources.append({"image_id": tid, "pool_file": str(p.relative_to(pool.root))})
+    sources = write_pool_images(tmp, "train", files, pool, max_side, "training pool", progress)
     pd.DataFrame(sources).to_csv(tmp / "sources.csv", index=False)
     (tmp / "recipe.json").write_text(json.dumps({"images": len(files), "max_side": max_side}, indent=1))
 

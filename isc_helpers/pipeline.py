@@ -144,14 +144,22 @@ def _fit_sift_fusion(ctx: Context, candidates_on, k: int) -> verify.Fusion:
         return verify.Fusion.fit(verified, tu.ground_truth())
 
 
-def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int | None = None) -> pd.DataFrame:
-    """Lesson 05: verify each query's top-k with SIFT + MAGSAC and fuse (sum of calibrated
-    scores); the fusion is fitted on the tuning task, its candidates made by ``candidates_on``."""
+def _keypoints(ctx: Context):
+    """SIFT of the dataset's queries and references (cached), counted in bytes per reference."""
     with ctx.stages("SIFT: query keypoints"):
         qf = keypoints.sift_dataset(ctx.ds, "query", progress=ctx.progress)
     with ctx.stages("SIFT: reference keypoints"):
         rf = keypoints.sift_dataset(ctx.ds, "reference", progress=ctx.progress)
     ctx.ref_bytes += rf.nbytes / max(1, len(ctx.ds.reference_ids))
+    return qf, rf
+
+
+def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int | None = None,
+                      features=None) -> pd.DataFrame:
+    """Lesson 05: verify each query's top-k with SIFT + MAGSAC and fuse (sum of calibrated
+    scores); the fusion is fitted on the tuning task, its candidates made by ``candidates_on``.
+    ``features``: the (query, reference) keypoints when already loaded."""
+    qf, rf = features or _keypoints(ctx)
     k = k or ctx.k
     fusion = _fit_sift_fusion(ctx, candidates_on, k)
     with ctx.stages("SIFT: verification"):
@@ -201,12 +209,9 @@ def run_best(ctx: Context, sources=BEST_CANDIDATES) -> Result:
                                             detector)
         return candidates_on(tu, tpreds, tparts, keypoints.sift_dataset(tu, "query", progress=False),
                              keypoints.sift_dataset(tu, "reference", progress=False))
-    with ctx.stages("SIFT: query keypoints"):
-        qf = keypoints.sift_dataset(ctx.ds, "query", progress=ctx.progress)
-    with ctx.stages("SIFT: reference keypoints"):
-        rf = keypoints.sift_dataset(ctx.ds, "reference", progress=ctx.progress)
+    qf, rf = _keypoints(ctx)
     cands = candidates_on(ctx.ds, preds, parts, qf, rf)
-    preds = _verify_with_sift(ctx, cands, tuning_candidates, k=len(sources) * ctx.k)
+    preds = _verify_with_sift(ctx, cands, tuning_candidates, k=len(sources) * ctx.k, features=(qf, rf))
     preds = search.top_k(preds.assign(score=preds.score.astype(float)), ctx.k).drop(columns="rank")   # k per query
     ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
     return preds, None

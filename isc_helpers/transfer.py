@@ -30,7 +30,7 @@ from . import augment, cache, transfer_edits
 from . import io as iio
 from .data import Dataset, DatasetError, Pool, load_pool
 from .images import load_image
-from .minidisc import build_atomically, edit_log_rows, save_image
+from .minidisc import build_atomically, edit_log_rows, save_image, write_pool_images
 from .profile import Profile, get_profile
 
 BUILDER_VERSION = 1
@@ -113,11 +113,8 @@ def _write_transfer(tmp: Path, profile: Profile, pool: Pool, progress: bool) -> 
     split = _split_groups(pool, size)
     rng = np.random.RandomState(size.seed + 1)
     refs, queries = _plan(split, pool, size, rng)
-    sources, ref_id = [], {}
-    for i, p in enumerate(tqdm(refs, desc="transfer references", disable=not progress)):
-        ref_id[p] = iio.make_id("reference", i)
-        save_image(load_image(p), tmp / "reference" / f"{ref_id[p]}.jpg", size.max_side)
-        sources.append({"image_id": ref_id[p], "pool_file": str(p.relative_to(pool.root))})
+    sources = write_pool_images(tmp, "reference", refs, pool, size.max_side, "transfer references", progress)
+    ref_id = {p: row["image_id"] for p, row in zip(refs, sources)}
     assets = augment.EditAssets(overlays=pool.files("overlays"), backgrounds=[g[0] for g in split["nonmatch"]])
     gt_rows, edit_rows = [], []
     for i, (src, ref) in enumerate(tqdm(queries, desc="transfer queries", disable=not progress)):
@@ -128,10 +125,7 @@ def _write_transfer(tmp: Path, profile: Profile, pool: Pool, progress: bool) -> 
         sources.append({"image_id": qid, "pool_file": str(src.relative_to(pool.root))})
         edit_rows += edit_log_rows(qid, trace.log)
     train = [p for g in split["train"] for p in g] + _train_padding(pool, size)
-    for i, p in enumerate(tqdm(train, desc="transfer train", disable=not progress)):
-        tid = iio.make_id("train", i)
-        save_image(load_image(p), tmp / "train" / f"{tid}.jpg", size.max_side)
-        sources.append({"image_id": tid, "pool_file": str(p.relative_to(pool.root))})
+    sources += write_pool_images(tmp, "train", train, pool, size.max_side, "transfer train", progress)
     _write_tables(tmp, gt_rows, edit_rows, sources, {**_recipe(profile, pool), "build_seconds": round(time.time() - t0, 1)})
 
 

@@ -29,7 +29,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from .augment import EditAssets, EditTrace
+from .augment import EditAssets, EditTrace, Family
 
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 WORDS = ("SALE", "hello", "NEW", "summer", "FREE", "best day", "#tbt", "repost", "wow", "love",
@@ -466,16 +466,6 @@ def collage(im, s, rng, ctx):
 
 
 # ------------------------------------------------------------------ registry and sampling
-@dataclass(frozen=True)
-class Family:
-    name: str
-    fn: Callable
-    weight: float
-    group: str
-    description: str
-    strength: str          # what strength controls
-
-
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("hue_rotate", hue_rotate, 1.2, "pixel", "rotate every hue", "angle, 60 to 180 degrees"),
     Family("tint", tint, 1, "pixel", "blend with a solid colour", "blend weight, 0.2 to 0.65"),

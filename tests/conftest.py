@@ -13,3 +13,18 @@ def mini():
     from isc_helpers import minidisc
     from isc_helpers.profile import get_profile
     return minidisc.load_minidisc(get_profile("test"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """One pool photo (the edit tests of both generators)."""
+    from isc_helpers import data, images
+    return images.load_image(data.load_pool().files("photos")[0])
+
+
+@pytest.fixture(scope="module")
+def assets():
+    """A few overlay cut-outs and background photos for edits that paste images."""
+    from isc_helpers import augment, data
+    pool = data.load_pool()
+    return augment.EditAssets(overlays=pool.files("overlays")[:5], backgrounds=pool.files("photos")[-5:])

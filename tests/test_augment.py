@@ -2,19 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isc_helpers import augly_compat, augment, data, images
-
-
-@pytest.fixture(scope="module")
-def photo():
-    pool = data.load_pool()
-    return images.load_image(pool.files("photos")[0])
-
-
-@pytest.fixture(scope="module")
-def assets():
-    pool = data.load_pool()
-    return augment.EditAssets(overlays=pool.files("overlays")[:5], backgrounds=pool.files("photos")[-5:])
+from isc_helpers import augly_compat, augment
 
 
 def test_compat_fixes_each_broken_function():

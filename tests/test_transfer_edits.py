@@ -9,24 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isc_helpers import augment, data, images
+from isc_helpers import augment
 from isc_helpers import transfer_edits as te
 
 FAMILIES = sorted(te.FAMILIES)
 MOVING = sorted(n for n, f in te.FAMILIES.items() if f.group in ("geometry", "context"))
 NEEDS_PHOTOS = ("photo_patches", "picture_in_picture", "collage")
-
-
-@pytest.fixture(scope="module")
-def photo():
-    pool = data.load_pool()
-    return images.load_image(pool.files("photos")[0])
-
-
-@pytest.fixture(scope="module")
-def assets():
-    pool = data.load_pool()
-    return augment.EditAssets(overlays=pool.files("overlays")[:5], backgrounds=pool.files("photos")[-5:])
 
 
 def _same(a: Image.Image, b: Image.Image) -> bool:
