@@ -48,6 +48,8 @@ class TrainConfig:
     val_every: int = 50
     ckpt_every: int = 50
     freeze_bn: bool = False                # keep the backbone's BatchNorm statistics (small batches)
+    freeze_blocks: int = 0                 # keep the ImageNet stem and this many early backbone stages fixed
+    val_edits: str = "augly"               # validation queries' editor: augly (training's), transfer (held out), or both
     workers: int = 1                       # DataLoader processes making the edited views
     seed: int = 0
     init_from: str = ""                    # start from this trained checkpoint (an upgrade of it)

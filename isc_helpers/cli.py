@@ -38,6 +38,13 @@ def _train_parser(sub) -> None:
     t.add_argument("--lr", type=float, default=None, help="backbone learning rate")
     t.add_argument("--head-lr", type=float, default=None, help="projection (and ArcFace) learning rate")
     t.add_argument("--freeze-bn", action="store_true", help="keep the backbone's BatchNorm statistics")
+    t.add_argument("--freeze-blocks", type=int, default=None,
+                   help="keep the ImageNet stem and this many early backbone stages fixed (0: train all)")
+    t.add_argument("--val-edits", default=None, choices=["augly", "transfer", "both"],
+                   help="who edits the validation queries: augly (training's edits), transfer (a generator "
+                        "training never sees: predicts other edits), both (transfer first)")
+    t.add_argument("--n-val", type=int, default=None, help="training images held out for validation (at most)")
+    t.add_argument("--val-every", type=int, default=None, help="validate every this many steps")
     t.add_argument("--entropy-weight", type=float, default=None, help="sscd: weight of the KoLeo term")
     t.add_argument("--sizes", default=None, help="input size per third of training, e.g. 112,128,160")
     t.add_argument("--dim", type=int, default=None)
@@ -141,7 +148,9 @@ def _run(args) -> int:
 # isc-course train option -> TrainConfig field (options left out keep the recipe's value)
 _TRAIN_OPTIONS = {"objective": "objective", "memory": "memory", "backbone": "backbone", "train_on": "train_on",
                   "steps": "steps", "batch_size": "batch_size", "lr": "lr", "head_lr": "head_lr",
-                  "entropy_weight": "entropy_weight", "dim": "dim", "workers": "workers", "seed": "seed"}
+                  "entropy_weight": "entropy_weight", "dim": "dim", "workers": "workers", "seed": "seed",
+                  "freeze_blocks": "freeze_blocks", "val_edits": "val_edits", "n_val": "n_val",
+                  "val_every": "val_every"}
 
 
 def train_config(args):

@@ -24,12 +24,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
-    """SimCLR's NT-Xent: each of the 2N views must pick its partner among the 2N - 1 others."""
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.05, memory: torch.Tensor | None = None,
+             same: torch.Tensor | None = None) -> torch.Tensor:
+    """SimCLR's NT-Xent: each of the 2N views must pick its partner among the 2N - 1 others.
+
+    ``memory`` (M x d, earlier batches' embeddings) adds M more negatives to every view; ``same``
+    (2N x M, True where a memory row is an image of the view itself) leaves those out.
+    """
     z = torch.cat([z1, z2])
     n = z1.shape[0]
     logits = z @ z.T / temperature
     logits.fill_diagonal_(float("-inf"))                  # a view is not its own candidate
+    if memory is not None and len(memory):
+        extra = z @ memory.T / temperature
+        logits = torch.cat([logits, extra.masked_fill(same, float("-inf")) if same is not None else extra], 1)
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, target)
 
@@ -48,9 +56,18 @@ def koleo(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return -torch.log(dist + eps).mean()
 
 
-def sscd_loss(z1, z2, temperature: float = 0.05, entropy_weight: float = 10.0) -> torch.Tensor:
-    """SSCD: InfoNCE + entropy_weight x KoLeo over all views."""
-    return info_nce(z1, z2, temperature) + entropy_weight * koleo(torch.cat([z1, z2]))
+def sscd_loss(z1, z2, temperature: float = 0.05, entropy_weight: float = 10.0, labels: torch.Tensor | None = None,
+              bank: "MemoryBank | None" = None) -> torch.Tensor:
+    """SSCD: InfoNCE + entropy_weight x KoLeo over all views. With a ``bank``, earlier batches'
+    embeddings of *other* images are extra InfoNCE negatives; the bank is updated afterwards."""
+    memory = same = None
+    if bank is not None and len(bank):
+        memory, mem_labels = bank.get(z1.device)
+        same = labels.to(z1.device).repeat(2)[:, None] == mem_labels[None, :]
+    loss = info_nce(z1, z2, temperature, memory, same) + entropy_weight * koleo(torch.cat([z1, z2]))
+    if bank is not None:
+        bank.add(z1, labels)
+    return loss
 
 
 class MemoryBank:
@@ -153,7 +170,7 @@ class Objective(nn.Module):
     def forward(self, z1, z2, labels) -> torch.Tensor:
         cfg = self.cfg
         if cfg.objective == "sscd":
-            return sscd_loss(z1, z2, cfg.temperature, cfg.entropy_weight)
+            return sscd_loss(z1, z2, cfg.temperature, cfg.entropy_weight, labels, self.bank)
         if cfg.objective == "contrastive":
             return contrastive(z1, z2, labels, self.bank, neg_margin=cfg.neg_margin)
         if cfg.objective == "barlow_twins":

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from . import augment, metrics, minidisc, models, search
+from . import augment, metrics, minidisc, models, search, transfer_edits
 from .checkpoints import TrainConfig, build_model, load_descriptor, save_checkpoint
 from .device import get_device, rank_world
 from .objectives import OBJECTIVES, Objective
@@ -97,11 +97,25 @@ class _Batches(torch.utils.data.Dataset):
         return x1, x2, torch.as_tensor(idx, dtype=torch.long)
 
 
-def make_validation(ds, val_ids, seed: int, side: int = 256):
+VAL_EDITORS = {"augly": augment.random_edit, "transfer": transfer_edits.random_edit}
+
+
+def val_editors(cfg: TrainConfig) -> list[str]:
+    """The editors of the validation queries, primary first: ``augly`` (training's own edits),
+    ``transfer`` (the second generator, whose families training never sees) or ``both``."""
+    names = ["transfer", "augly"] if cfg.val_edits == "both" else [cfg.val_edits]
+    if any(n not in VAL_EDITORS for n in names):
+        raise ValueError(f"val_edits must be 'augly', 'transfer' or 'both', got {cfg.val_edits!r}")
+    return names
+
+
+def make_validation(ds, val_ids, seed: int, side: int = 256, editor: str = "augly"):
     """A small copy-detection task built from held-out *training* images (never the queries).
 
     Half of the held-out images are references; each gets one edited copy as a query; the
-    other half, edited the same way, are distractor queries. Returns (refs, queries, gt).
+    other half, edited the same way, are distractor queries. ``editor`` makes the queries:
+    ``augly`` (the edits training uses) or ``transfer`` (a generator training never sees,
+    which predicts how a descriptor does on other edits). Returns (refs, queries, gt).
     """
     images = _load_small(ds, val_ids, side)
     half = len(images) // 2
@@ -109,17 +123,23 @@ def make_validation(ds, val_ids, seed: int, side: int = 256):
     refs = images[:half]
     queries, rows = [], []
     for i, im in enumerate(images):
-        queries.append(augment.random_edit(im, seed=_seed(seed, 999_983, i), assets=assets).image)
+        queries.append(VAL_EDITORS[editor](im, seed=_seed(seed, 999_983, i), assets=assets).image)
         rows.append({"query_id": f"Q{i:05d}", "reference_id": f"R{i:06d}" if i < half else ""})
     return refs, queries, pd.DataFrame(rows)
 
 
 def validate(net, val, size, device) -> float:
-    """µAP of the network on the validation task (k=10 per query, inner product)."""
+    """µAP of the network on one validation task (k=10 per query, inner product)."""
     refs, queries, gt = val
     r, q = (models.embed_images(net, x, size, device=device) for x in (refs, queries))
     preds = search.search(q, list(gt.query_id), r, [f"R{i:06d}" for i in range(len(refs))], k=10)
     return metrics.evaluate(preds, gt).uap
+
+
+def validation_entry(net, vals: dict, size, device) -> dict:
+    """``val_uap`` (the primary editor's task) and ``val_uap_<editor>`` for every task."""
+    scores = {f"val_uap_{name}": validate(net, task, size, device) for name, task in vals.items()}
+    return {"val_uap": next(iter(scores.values())), **scores}
 
 
 def _device(device, world: int) -> torch.device:
@@ -134,6 +154,8 @@ def _networks(cfg: TrainConfig, n_classes: int, device):
     net = build_model(cfg).to(device)
     if cfg.init_from:
         net.load_state_dict(load_descriptor(cfg.init_from)[0].state_dict())
+    for module in frozen_modules(net, cfg.freeze_blocks):
+        module.requires_grad_(False)
     old_net = None
     if cfg.compat_with:                    # backward-compatible training: the old model is frozen
         old_net = load_descriptor(cfg.compat_with, device)[0].eval()
@@ -142,6 +164,17 @@ def _networks(cfg: TrainConfig, n_classes: int, device):
         if old_net.dim != cfg.dim:
             raise ValueError(f"compat_with: the old model has {old_net.dim} dimensions, this one {cfg.dim}.")
     return net, old_net, Objective(cfg, n_classes).to(device)
+
+
+def frozen_modules(net, n_blocks: int) -> list[nn.Module]:
+    """The stem and first ``n_blocks`` stages of the backbone (kept at their ImageNet weights)."""
+    if n_blocks <= 0:
+        return []
+    bb = net.backbone
+    if not hasattr(bb, "blocks") or n_blocks > len(bb.blocks):
+        raise ValueError(f"freeze_blocks={n_blocks}: this backbone has "
+                         f"{len(getattr(bb, 'blocks', []))} stages that can be frozen.")
+    return [bb.conv_stem, bb.bn1, *bb.blocks[:n_blocks]]
 
 
 def _optimizer(cfg: TrainConfig, net, objective) -> torch.optim.Optimizer:
@@ -175,10 +208,11 @@ def train_step(model, net, objective, opt, x1, x2, labels, cfg: TrainConfig, ste
     """One optimisation step on a batch of view pairs: forward both views, the objective's loss
     (plus the compatibility term when an old model is given), backward, update. Returns the loss."""
     model.train()
-    if cfg.freeze_bn:
-        for m in net.backbone.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+    fixed = list(net.backbone.modules()) if cfg.freeze_bn else \
+        [m for f in frozen_modules(net, cfg.freeze_blocks) for m in f.modules()]
+    for m in fixed:                           # frozen parts keep their BatchNorm statistics too
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
     torch.manual_seed(_seed(cfg.seed, step) % (2 ** 31))
     z = model(torch.cat([x1, x2]).to(device))
     z1, z2 = z.chunk(2)
@@ -220,7 +254,7 @@ def _loop(run: dict, cfg: TrainConfig, start: int, history: list, stop_after, pr
         bar.update(1)
         if rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
             history.append({"step": step, "loss": float(np.mean(running)),
-                            "val_uap": validate(net, run["val"], cfg.stage(step - 1)[0], device),
+                            **validation_entry(net, run["val"], cfg.stage(step - 1)[0], device),
                             "seconds": time.time() - t0})
             running = []
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val_uAP=f"{history[-1]['val_uap']:.3f}")
@@ -259,9 +293,9 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
             print(f"resuming from step {start} ({out_dir / 'last.pt'})")
     model = net if world == 1 else nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
-    val = make_validation(ds, val_ids, cfg.seed, cfg.image_side) if rank == 0 else None
+    val = {e: make_validation(ds, val_ids, cfg.seed, cfg.image_side, e) for e in val_editors(cfg)} if rank == 0 else None
     if rank == 0 and start == 0:
-        history.append({"step": 0, "val_uap": validate(net, val, cfg.stage(cfg.steps - 1)[0], device)})
+        history.append({"step": 0, **validation_entry(net, val, cfg.stage(cfg.steps - 1)[0], device)})
     run = dict(rank=rank, world=world, device=device, net=net, model=model, old_net=old_net, objective=objective,
                opt=opt, images=images, val=val, out_dir=out_dir)
     t0 = time.time()

@@ -180,3 +180,46 @@ def test_resume_accepts_checkpoints_written_before_new_settings(mini, tmp_path):
     with pytest.raises(ValueError, match="different configuration"):
         training.train(mini, checkpoints.default_config("test", steps=3, batch_size=4, sizes=(96,), n_val=6, workers=0),
                   tmp_path, progress=False)
+
+
+def test_info_nce_memory_adds_negatives_but_never_the_view_itself():
+    z = torch.eye(2)
+    plain = objectives.info_nce(z, z.clone(), temperature=1.0)
+    memory = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)   # copies of the two images
+    other = torch.zeros(4, 2, dtype=torch.bool)                           # nothing masked
+    assert objectives.info_nce(z, z.clone(), 1.0, memory, other) > plain    # close negatives: harder
+    same = torch.tensor([[True, False], [False, True]]).repeat(2, 1)         # rows of the view's own image
+    masked = objectives.info_nce(z, z.clone(), 1.0, memory, same)
+    # the unmasked memory row is the *other* image (similarity 0): one more term e^0 in each denominator
+    assert masked.item() == pytest.approx(math.log(3 + math.e) - 1, abs=1e-6)
+    bank = objectives.MemoryBank(size=8, dim=2)
+    labels = torch.arange(2)
+    objectives.sscd_loss(z, z.clone(), 1.0, 0.0, labels, bank)
+    assert len(bank) == 2                                                  # the bank is filled after the loss
+    # next batch: the bank's row of the view's own image is left out, the other image's row counts
+    assert objectives.sscd_loss(z, z.clone(), 1.0, 0.0, labels, bank).item() == pytest.approx(masked.item(), abs=1e-6)
+
+
+def test_frozen_blocks_keep_their_imagenet_weights(mini, tmp_path):
+    cfg = checkpoints.TrainConfig(**dict(TINY, steps=2, val_every=2, freeze_blocks=2))
+    training.train(mini, cfg, tmp_path, device="cpu", progress=False)
+    trained = checkpoints.load_descriptor(tmp_path / "model.pt")[0].backbone
+    start = models.efficientnet_lite0(pretrained=True)
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert same(trained.conv_stem, start.conv_stem) and same(trained.blocks[:2], start.blocks[:2])
+    assert same(trained.bn1, start.bn1)                                   # BatchNorm statistics too
+    assert not same(trained.blocks[2:], start.blocks[2:])                 # the rest learns
+    with pytest.raises(ValueError, match="stages"):
+        training.frozen_modules(checkpoints.build_model(checkpoints.TrainConfig(pretrained=False)), 99)
+
+
+def test_validation_by_the_held_out_editor(mini, tmp_path):
+    cfg = checkpoints.TrainConfig(**dict(TINY, steps=2, val_every=2, val_edits="both"))
+    entry = training.train(mini, cfg, tmp_path, device="cpu", progress=False)["history"][-1]
+    assert entry["val_uap"] == entry["val_uap_transfer"] and "val_uap_augly" in entry
+    _, val_ids = training.split_training(mini, cfg)
+    a, t = (training.make_validation(mini, val_ids, 0, 128, e) for e in ("augly", "transfer"))
+    assert len(a[1]) == len(t[1]) and a[2].equals(t[2])                  # same task, other editor
+    assert any(np.asarray(x).shape != np.asarray(y).shape or not np.array_equal(x, y) for x, y in zip(a[1], t[1]))
+    with pytest.raises(ValueError, match="val_edits"):
+        training.val_editors(checkpoints.TrainConfig(val_edits="gimp"))
