@@ -6,7 +6,7 @@ references, 400 queries), edited twice: by the transfer generator, which trainin
 (the choice is made on this column), and by AugLy, which training uses. mini-DISC's and the
 transfer set's queries are scored too, for the record; they never choose anything.
 
-    python benchmarks/transfer_ablation.py                 (about 45 minutes on 2 CPU cores)
+    python benchmarks/transfer_ablation.py                 (about 70 minutes on 2 CPU cores)
     python benchmarks/transfer_ablation.py --only freeze   (some variants)
     python benchmarks/transfer_ablation.py --steps 150 --seeds 0 1 2
 
@@ -32,6 +32,9 @@ VARIANTS = {
     "ArcFace (the course recipe)": ["--objective", "arcface"],
     "InfoNCE + KoLeo, memory 4096": ["--objective", "sscd", "--memory", "4096"],
     "ArcFace, stem + 3 stages frozen": ["--objective", "arcface", "--freeze-blocks", "3"],
+    "InfoNCE + KoLeo, memory 4096, stem + 3 stages frozen": ["--objective", "sscd", "--memory", "4096",
+                                                             "--freeze-blocks", "3"],
+    "InfoNCE + KoLeo, memory 4096, backbone lr 1e-4": ["--objective", "sscd", "--memory", "4096", "--lr", "1e-4"],
 }
 COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
 

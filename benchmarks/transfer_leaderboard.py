@@ -4,6 +4,10 @@ with --families also recall@1 per edit family of the transfer set for the global
 
     ISC_PROFILE=course python benchmarks/transfer_leaderboard.py [--methods trained,imagenet_cnn] [--families]
 
+With --methods, the rows of other methods already recorded in the results file are kept (their
+figures do not depend on the methods re-run; e.g. after a new shipped checkpoint only the
+trained-descriptor pipelines need running again).
+
 The optional SSCD reference joins when its packages are installed (see lesson 02).
 """
 import argparse
@@ -36,14 +40,16 @@ def main():
     sets = {"mini-DISC": minidisc.load_minidisc(profile), "transfer": transfer.load_transfer_set(profile)}
     board = pipeline.leaderboard(sets, methods, cache.cache_dir() / "transfer_leaderboard" / profile.name)
     print(board.round(3).to_string())
-    result = {"profile": profile.name, "datasets": {k: v.summary() for k, v in sets.items()},
-              "leaderboard": json.loads(board.to_json(orient="index"))}
+    out = RESULTS / f"leaderboard_{profile.name}.json"
+    rows = json.loads(out.read_text())["leaderboard"] if out.exists() else {}
+    rows.update(json.loads(board.to_json(orient="index")))
+    result = {"profile": profile.name, "datasets": {k: v.summary() for k, v in sets.items()}, "leaderboard": rows}
     if args.families:
         result["transfer_recall_at_1_per_family"] = family_recall(
             sets["transfer"], [m for m in methods if m in descriptors.METHODS])
         print(json.dumps(result["transfer_recall_at_1_per_family"], indent=1))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"leaderboard_{profile.name}.json").write_text(json.dumps(result, indent=1))
+    out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
