@@ -92,6 +92,7 @@ def run_checks(include_data: bool = True) -> list[Result]:
             res.append(Result("photo pool (data/)", True, f"{len(pool.manifest)} files: {counts}"))
         except Exception as e:
             res.append(Result("photo pool (data/)", False, str(e)))
+    res.append(check_cache_dir())
     from .profile import get_profile
     try:
         res.append(Result("profile", True, get_profile().describe()))
@@ -100,6 +101,20 @@ def run_checks(include_data: bool = True) -> list[Result]:
     from .device import get_device
     res.append(Result("device", True, get_device()))
     return res
+
+
+def check_cache_dir() -> Result:
+    """The cache folder is a folder (or can be created) and can be written."""
+    import os
+    from .cache import CacheDirError, cache_dir
+    try:
+        path = cache_dir()
+    except CacheDirError as e:
+        return Result("cache folder", False, str(e))
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), path)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return Result("cache folder", False, f"{probe} cannot be written; set ISC_CACHE_DIR to a folder you can write to")
+    return Result("cache folder", True, str(path) + ("" if path.exists() else " (created on first use)"))
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import checks, data, minidisc, pipeline, training, transfer
+from . import checks, data, descriptors, minidisc, pipeline, training, transfer
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
@@ -67,7 +67,9 @@ def _run_parser(sub) -> None:
     r.add_argument("--k", type=int, default=10, help="candidates per query")
     r.add_argument("--index", default="Flat", help="faiss index factory string: Flat (exact), IVF4096,Flat, HNSW32...")
     r.add_argument("--shard-size", type=int, default=1000, help="images per extraction shard (resume unit)")
-    r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    r.add_argument("--overwrite", action="store_true", help="replace the whole output of an earlier run in --out")
+    r.add_argument("--skip-bad-images", action="store_true",
+                   help="leave unreadable images out (listed in summary.json) instead of stopping")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("ground_truth")
     e.add_argument("--convention", default="isc2021", choices=["isc2021", "drivendata"])
     e.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     _train_parser(sub)
     _run_parser(sub)
     sub.add_parser("methods", help="list the pipelines of `isc-course run`, with what they do and cost")
@@ -99,29 +102,56 @@ def _methods(args) -> int:
 
 
 def _build_data(args) -> int:
-    profile = get_profile(args.profile)
-    sets = [minidisc.load_minidisc(profile)]
-    if profile.name in transfer.SIZES:
-        sets.append(transfer.load_transfer_set(profile))
+    try:
+        profile = get_profile(args.profile)
+        sets = [minidisc.load_minidisc(profile)]
+        if profile.name in transfer.SIZES:
+            sets.append(transfer.load_transfer_set(profile))
+    except (ValueError, data.DatasetError) as err:
+        return _error(err)
     for ds in sets:
         print(f"{ds.root}\n{json.dumps(ds.summary())}")
     return 0
 
 
+def _check_json_target(args) -> None:
+    """``--json`` never writes over an input file, nor over an existing file without --overwrite."""
+    target = Path(args.json).resolve()
+    for what in ("predictions", "ground_truth"):
+        if target == Path(getattr(args, what)).resolve():
+            raise ValueError(f"--json {args.json} is the {what.replace('_', ' ')} file given as input; "
+                             "choose another name for the figures.")
+    if target.exists() and not args.overwrite:
+        raise FileExistsError(f"--json {args.json} exists; pass --overwrite to replace it, or choose another name.")
+
+
 def _evaluate(args) -> int:
     try:
+        if args.json:
+            _check_json_target(args)
         ev = evaluate(read_predictions(args.predictions), read_ground_truth(args.ground_truth),
                       args.convention, validate=False)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
+    except OSError as err:
+        return _error(f"{err}; check that both files can be read.")
     print(ev)
     if args.json:
-        atomic_write(Path(args.json), lambda t: Path(t).write_text(json.dumps(ev.as_dict(), indent=1)))
+        try:
+            atomic_write(Path(args.json), lambda t: Path(t).write_text(json.dumps(ev.as_dict(), indent=1)))
+        except OSError as err:
+            return _error(f"cannot write --json {args.json} ({type(err).__name__}: {err}); choose a file in a "
+                          "folder you can write to.")
     return 0
 
 
 def _dataset(args) -> data.Dataset:
     if args.data:
+        given = [f"--{n}" for n in ("queries", "references", "train", "gt") if getattr(args, n)]
+        if given:
+            raise data.DatasetError(f"--data reads the folder's own query, reference and training images and "
+                                    f"ground truth, so {' and '.join(given)} would be ignored: give either --data "
+                                    "FOLDER alone, or --queries and --references (plus --train, --gt) without --data.")
         return data.open_folder(args.data)
     if args.queries and args.references:
         return data.from_folders(args.queries, args.references, args.train, args.gt)
@@ -131,9 +161,14 @@ def _dataset(args) -> data.Dataset:
 def _run(args) -> int:
     try:
         summary = pipeline.run_pipeline(_dataset(args), args.method, args.out, k=args.k, index=args.index,
-                                        shard_size=args.shard_size, overwrite=args.overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError, data.DatasetError, ImageError, FormatError) as err:
+                                        shard_size=args.shard_size, overwrite=args.overwrite,
+                                        skip_bad_images=args.skip_bad_images)
+    except (ValueError, FileExistsError, FileNotFoundError, data.DatasetError, ImageError, FormatError,
+            descriptors.ShardError) as err:
         return _error(err)
+    except OSError as err:
+        return _error(f"{err}; check that the inputs can be read and that --out (and the cache folder, "
+                      "ISC_CACHE_DIR) can be written.")
     if summary is None:
         return 0
     if "metrics" in summary:

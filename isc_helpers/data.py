@@ -107,13 +107,25 @@ class Dataset:
 
     def __post_init__(self):
         self._paths: dict[str, Path] = {}
+        self.skipped: dict[str, str] = {}       # id -> why, for images left out (skip_images)
         for folder, kind in ((self.query_dir, "query"), (self.reference_dir, "reference"),
                              (self.train_dir, "train")):
             if kind != "train" or self.train_dir:
                 self._paths.update(_list_images(folder, kind))
+        self._sort_ids()
+
+    def _sort_ids(self) -> None:
         self.query_ids = sorted(i for i in self._paths if i[0] == "Q")
         self.reference_ids = sorted(i for i in self._paths if i[0] == "R")
         self.train_ids = sorted(i for i in self._paths if i[0] == "T")
+
+    def skip_images(self, reasons: dict[str, str]) -> None:
+        """Leave some images out ({id: why}): they are no longer listed, and the ground truth
+        may still name them (a copy of a left-out query or reference counts as missed)."""
+        for image_id, why in reasons.items():
+            self._paths.pop(image_id, None)
+            self.skipped[image_id] = why
+        self._sort_ids()
 
     def image_path(self, image_id: str) -> Path:
         kind = {"Q": "query", "R": "reference", "T": "train"}.get(image_id[:1])
@@ -141,16 +153,21 @@ class Dataset:
         return {"query": self.query_ids, "reference": self.reference_ids, "train": self.train_ids}[kind]
 
     def paths(self, kind: str) -> list[Path]:
-        return [self.image_path(i) for i in self.ids(kind)]
+        return [self._paths[i] for i in self.ids(kind)]
 
     def ground_truth(self) -> pd.DataFrame:
+        """The ground truth, checked: every query and reference it names has an image (or was
+        left out with :meth:`skip_images`)."""
         if self.gt_path is None:
             raise DatasetError(f"{self.name}: no ground truth file; evaluation needs one.")
         gt = iio.read_ground_truth(self.gt_path)
-        unknown = set(gt.reference_id[gt.reference_id != ""]) - set(self.reference_ids)
-        if unknown:
-            raise DatasetError(f"{self.gt_path}: {len(unknown)} reference id(s) with no image in "
-                               f"{self.reference_dir}, e.g. {sorted(unknown)[:3]}.")
+        for col, kind, folder in (("query_id", "query", self.query_dir), ("reference_id", "reference",
+                                                                           self.reference_dir)):
+            unknown = set(gt[col][gt[col] != ""]) - set(self.ids(kind)) - set(self.skipped)
+            if unknown:
+                raise DatasetError(f"{self.gt_path}: {len(unknown)} {kind} id(s) with no image in {folder}, "
+                                   f"e.g. {sorted(unknown)[:3]}. Use the ground truth of these folders, or "
+                                   "add the missing images.")
         return gt
 
     def photo_train_ids(self) -> list[str]:
@@ -196,7 +213,7 @@ def _list_images(folder: Path, kind: str) -> dict[str, Path]:
     if odd:
         raise DatasetError(f"{folder}: {len(odd)} file(s) not named like {iio.ID_EXAMPLES[kind]}.jpg, "
                            f"e.g. {sorted(odd)[:3]}. Move them out of the folder.")
-    if not ids:
+    if not ids and kind != "train":           # an empty train/ is no training images, not an error
         raise DatasetError(f"{kind} folder {folder} has no images.")
     return ids
 
@@ -274,5 +291,7 @@ def open_folder(path: str | Path) -> Dataset:
     try:
         return load_disc21(root, require_train=False)
     except DatasetError as err:
+        if _first(root, DISC21_LAYOUT["query"]["final"], True) is not None:   # phase 2: final_queries/
+            return load_disc21(root, queries="final", require_train=False)
         raise DatasetError(f"{root} is neither a mini-DISC folder (query/, reference/, optional train/ and "
                            f"ground_truth.csv) nor a DISC21 folder:\n{err}") from None

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from . import models, search
-from .cache import dataset_file
+from .cache import dataset_file, file_fingerprint as content_fingerprint
 from .checkpoints import load_descriptor
 from .device import rank_world
 from .images import load_image
@@ -282,8 +282,9 @@ def _cache_path(ds, method: str, kind: str) -> Path:
 def for_dataset(ds, method: str, kind: str, progress: bool = True, cache: bool = True) -> Extracted:
     """Descriptors of every ``kind`` image ('query', 'reference', 'train') of a dataset, cached on disk.
 
-    The cache (``<cache>/descriptors/<dataset>/<method>-<kind>.npz``) is written atomically and
-    keyed on the dataset folder and the image ids; delete it to recompute.
+    The cache (``<cache>/descriptors/<dataset key>/<method>-<kind>.npz``) is written atomically and
+    keyed on the image ids and each file's content fingerprint (``cache.dataset_key``): a changed
+    image gives a new key, so it is described again; delete the cache to recompute.
     """
     ids = ds.ids(kind)
     path = _cache_path(ds, method, kind)
@@ -308,8 +309,25 @@ def search_dataset(ds, method: str, k: int = 10, progress: bool = True):
     return search.search(q.x, q.ids, r.x, r.ids, k=k, metric=metric), q, r
 
 
-def _write_shards(ds, method, kind, folder: Path, shard_size: int, todo: list[int], rank: int, progress) -> None:
-    """Describe and write the shards ``todo`` (reusing the lessons' cache of the same images)."""
+def _shard_file(folder: Path, s: int) -> Path:
+    return folder / f"shard-{s:05d}.npz"
+
+
+def _shard_is_current(path: Path, ids: list[str], fps: list[str]) -> bool:
+    """A shard is reused only when it was written for these ids with these file fingerprints."""
+    if not path.exists():
+        return False
+    try:
+        with np.load(path) as z:
+            return "fps" in z and list(z["ids"]) == list(ids) and list(z["fps"]) == list(fps)
+    except (OSError, ValueError, KeyError):
+        return False                    # unreadable (e.g. a foreign file): describe again
+
+
+def _write_shards(ds, method, kind, folder: Path, shard_size: int, todo: list[int], fps: list[str],
+                  rank: int, progress) -> None:
+    """Describe and write the shards ``todo`` (reusing the lessons' cache of the same images,
+    which is keyed by the same content fingerprints)."""
     from tqdm.auto import tqdm
     ids, paths = ds.ids(kind), ds.paths(kind)
     known = _cache_path(ds, method, kind)
@@ -323,20 +341,24 @@ def _write_shards(ds, method, kind, folder: Path, shard_size: int, todo: list[in
             t0 = time.perf_counter()
             x = METHODS[method].fn(paths[lo:hi], progress=False)
             seconds = time.perf_counter() - t0
-        save_npz(folder / f"shard-{s:05d}.npz", x=x, ids=np.array(ids[lo:hi]), seconds=seconds)
+        save_npz(_shard_file(folder, s), x=x, ids=np.array(ids[lo:hi]), fps=np.array(fps[lo:hi]), seconds=seconds)
     if known is not None:
         known.close()
 
 
-def _read_shards(folder: Path, ids: list[str], shard_size: int) -> tuple[np.ndarray, float]:
+class ShardError(RuntimeError):
+    """A shard on disk does not belong to the images being described."""
+
+
+def _read_shards(folder: Path, ids: list[str], fps: list[str], shard_size: int) -> tuple[np.ndarray, float]:
     n_shards = (len(ids) + shard_size - 1) // shard_size
     xs, seconds = [], 0.0
     for s in range(n_shards):
-        with np.load(folder / f"shard-{s:05d}.npz") as z:
-            lo = s * shard_size
-            if list(z["ids"]) != list(ids[lo:lo + shard_size]):
-                raise RuntimeError(f"{folder}/shard-{s:05d}.npz was written for other images; delete "
-                                   f"{folder} and run again.")
+        lo = s * shard_size
+        if not _shard_is_current(_shard_file(folder, s), ids[lo:lo + shard_size], fps[lo:lo + shard_size]):
+            raise ShardError(f"{_shard_file(folder, s)} was written for other images (or other versions of "
+                             f"them) meanwhile: is another run writing into {folder}? Run again when it is done.")
+        with np.load(_shard_file(folder, s)) as z:
             xs.append(z["x"])
             seconds += float(z["seconds"])
     return (np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)), seconds
@@ -345,8 +367,8 @@ def _read_shards(folder: Path, ids: list[str], shard_size: int) -> tuple[np.ndar
 def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size: int = 1000,
                     progress: bool = True) -> Extracted:
     """Extract a whole image set in shards of ``shard_size`` images, each written atomically
-    to ``out_dir/<method>-<kind>/shard-00000.npz`` and skipped when already there (an
-    interrupted run resumes). Under ``torchrun`` shard i goes to rank i % world size, so the
+    to ``out_dir/<method>-<kind>/shard-00000.npz`` and skipped when already there for the same
+    ids and file fingerprints (an interrupted run resumes; a changed image is described again). Under ``torchrun`` shard i goes to rank i % world size, so the
     processes (on one machine or many) split the work; after a barrier every rank reads the
     merged result. Descriptors already cached by :func:`for_dataset` are reused, not recomputed.
     Returns the :class:`Extracted` set (ids in dataset order).
@@ -354,11 +376,15 @@ def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size:
     ids = ds.ids(kind)
     folder = Path(out_dir) / f"{_method_file_name(method)}-{kind}"
     rank, world = rank_world()
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1 image, got {shard_size}.")
+    fps = [content_fingerprint(p) for p in ds.paths(kind)]
     n_shards = (len(ids) + shard_size - 1) // shard_size
-    todo = [s for s in range(n_shards) if s % world == rank and not (folder / f"shard-{s:05d}.npz").exists()]
-    _write_shards(ds, method, kind, folder, shard_size, todo, rank, progress)
+    todo = [s for s in range(n_shards) if s % world == rank and not _shard_is_current(
+        _shard_file(folder, s), ids[s * shard_size:(s + 1) * shard_size], fps[s * shard_size:(s + 1) * shard_size])]
+    _write_shards(ds, method, kind, folder, shard_size, todo, fps, rank, progress)
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
-    x, seconds = _read_shards(folder, ids, shard_size)
+    x, seconds = _read_shards(folder, ids, fps, shard_size)
     return Extracted(list(ids), x, seconds)

@@ -1,34 +1,105 @@
 """Reading images: one function that opens any image file as RGB, with a clear error (lesson 00).
 
-Every module that reads an image file goes through :func:`load_image`; :func:`grey` is the
-one place that makes a small grey copy (SIFT, the overlay heuristic, match drawings).
+Every module that reads an image file goes through :func:`load_image`: it applies the EXIF
+orientation (a phone photo stored sideways is described upright), converts every mode to RGB
+without clipping (16-bit and 32-bit grey are scaled down, float grey in [0, 1] is scaled up)
+and refuses images over :data:`MAX_PIXELS` with an error naming the file.
+:func:`check_image` finds what is wrong with a file without describing it (the pipeline lists
+every bad file of a collection at once); :func:`grey` is the one place that makes a small grey
+copy (SIFT, the overlay heuristic, match drawings).
 """
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+MAX_PIXELS = 150_000_000     # a 108-megapixel phone photo passes; a 30000x30000 "bomb" does not
+_HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class ImageError(RuntimeError):
     """An image file could not be read; the message names the file."""
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image as RGB, or raise :class:`ImageError` naming the file and what to do."""
-    path = Path(path)
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB without clipping: 16/32-bit grey scaled to 8 bits, float grey in [0, 1] scaled up."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in _HIGH_BIT_MODES or im.mode == "F":
+        a = np.asarray(im, np.float64)
+        if im.mode == "F":
+            a = a * 255.0 if a.size and a.max() <= 1.0 else a
+        elif im.mode != "I" or (a.size and a.max() > 255):
+            a = a / 257.0                               # 0..65535 -> 0..255
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")                         # the palette's colours, transparency dropped
+    return im.convert("RGB")
+
+
+def _open_checked(path: Path) -> Image.Image:
+    """Open a file's header; raise ImageError when it is no image or over the pixel limit."""
     if not path.is_file():
         raise ImageError(f"{path}: no such image file.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError as e:      # Pillow's own, higher limit
+            n = re.search(r"\((\d+) pixels\)", str(e))
+            raise _too_large(path, f"{int(n.group(1)):,} pixels" if n else "its size") from None
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        im.close()
+        raise _too_large(path, f"{w}x{h} pixels")
+    return im
+
+
+def _too_large(path: Path, size: str) -> ImageError:
+    return ImageError(f"{path}: {size} is over the course's limit of {MAX_PIXELS:,} pixels "
+                      "(images.MAX_PIXELS). Shrink the image (e.g. to 4096 pixels on its longer side) "
+                      "or remove it.")
+
+
+def _unreadable(path: Path, e: Exception) -> ImageError:
+    return ImageError(f"{path}: not a readable image ({type(e).__name__}: {e}). "
+                      "Replace the file with a valid JPEG/PNG or remove it.")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image as upright RGB, or raise :class:`ImageError` naming the file and what to do."""
+    path = Path(path)
     try:
-        with Image.open(path) as im:
+        with _open_checked(path) as im, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {e}). "
-                         "Replace the file with a valid JPEG/PNG or remove it.") from None
+            return _to_rgb(ImageOps.exif_transpose(im))
+    except _READ_ERRORS as e:
+        raise _unreadable(path, e) from None
+
+
+def check_image(path: str | Path) -> str | None:
+    """What is wrong with an image file (the error message), or None when it reads. Faster than
+    :func:`load_image`: a JPEG is decoded at 1/8 scale, a PNG's chunks are checked, not decoded."""
+    path = Path(path)
+    try:
+        with _open_checked(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+            else:
+                im.verify()
+        return None
+    except ImageError as e:
+        return str(e)
+    except _READ_ERRORS as e:
+        return str(_unreadable(path, e))
 
 
 def grey(image: Image.Image, max_side: int) -> np.ndarray:

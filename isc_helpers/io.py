@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-ID_PATTERNS = {"query": re.compile(r"^Q\d{5}$"), "reference": re.compile(r"^R\d{6}$"),
-               "train": re.compile(r"^T\d{6}$")}
+# [0-9], not \d: \d also matches other scripts' digits (e.g. Arabic-Indic), which DISC21 ids never use
+ID_PATTERNS = {"query": re.compile(r"^Q[0-9]{5}$"), "reference": re.compile(r"^R[0-9]{6}$"),
+               "train": re.compile(r"^T[0-9]{6}$")}
 ID_EXAMPLES = {"query": "Q00042", "reference": "R000042", "train": "T000042"}
 MAX_DIM = 256
 MAX_PREDICTIONS = 500_000
@@ -38,7 +40,7 @@ def check_ids(ids: Iterable[str], kind: str, where: str = "ids") -> list[str]:
     """Validate a list of ids of one kind; returns them as a list of str."""
     s = pd.Series(list(ids), dtype=object)
     if len(s) and isinstance(s.iloc[0], bytes):
-        s = s.str.decode("ascii")
+        s = s.str.decode("ascii", errors="replace")     # a non-ASCII byte then fails the pattern
     s = s.astype(str)
     ok = s.str.fullmatch(ID_PATTERNS[kind].pattern)
     ids = s.tolist()
@@ -81,13 +83,27 @@ def _refuse_overwrite(path: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it, or choose another name.")
 
 
+def _read_csv(path: Path, what: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose errors name the file: empty, not UTF-8 (e.g. UTF-16), not a CSV."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} not found.")
+    try:
+        return pd.read_csv(path, encoding="utf-8", **kwargs)
+    except pd.errors.EmptyDataError:
+        raise FormatError(f"{path}: the {what.lower()} file is empty; it needs a header line and one row "
+                          "per entry.") from None
+    except UnicodeDecodeError:
+        raise FormatError(f"{path}: not UTF-8 text (saved as UTF-16 or another encoding?); save the "
+                          f"{what.lower()} file as a UTF-8 CSV.") from None
+    except pd.errors.ParserError as e:
+        raise FormatError(f"{path}: not a readable CSV ({e}).") from None
+
+
 # ------------------------------------------------------------ ground truth
 def read_ground_truth(path: str | Path) -> pd.DataFrame:
     """Read a ``query_id,reference_id`` CSV (empty reference_id = distractor query)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Ground truth file {path} not found.")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = _read_csv(path, "Ground truth", dtype=str, keep_default_na=False)
     if list(df.columns[:2]) != ["query_id", "reference_id"]:
         raise FormatError(f"{path}: columns are {list(df.columns)}; a ground truth CSV needs the "
                           "header 'query_id,reference_id' (empty reference_id for a distractor query).")
@@ -143,9 +159,7 @@ def validate_predictions(df: pd.DataFrame, where: str = "predictions",
 def read_predictions(path: str | Path, max_rows: int | None = MAX_PREDICTIONS) -> pd.DataFrame:
     """Read and validate a matching-track CSV ``query_id,reference_id,score``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Predictions file {path} not found.")
-    df = pd.read_csv(path, dtype={"query_id": str, "reference_id": str}, keep_default_na=False)
+    df = _read_csv(path, "Predictions", dtype={"query_id": str, "reference_id": str}, keep_default_na=False)
     return validate_predictions(df, str(path), max_rows)
 
 
@@ -193,6 +207,22 @@ def _sorted(x: np.ndarray, ids: list[str]) -> tuple[np.ndarray, list[str]]:
     return x[order], [ids[i] for i in order]
 
 
+def _check_descriptor_file(path, q, qids, r, rids, max_dim):
+    """The checks shared by the HDF5 writer and reader: ids, matrices, one dimension, no repeated id."""
+    qids = check_ids(qids, "query", str(path))
+    rids = check_ids(rids, "reference", str(path))
+    q = check_descriptors(q, qids, "query", str(path), max_dim)
+    r = check_descriptors(r, rids, "reference", str(path), max_dim)
+    if q.shape[1] != r.shape[1]:
+        raise FormatError(f"{path}: query dimension {q.shape[1]} != reference dimension {r.shape[1]}; "
+                          "describe both sides with the same descriptor.")
+    for ids, kind in ((qids, "query"), (rids, "reference")):
+        dup = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if dup:
+            raise FormatError(f"{path}: repeated {kind} id(s), e.g. {dup[:3]}; keep one row per image.")
+    return q, qids, r, rids
+
+
 def write_descriptors(path: str | Path, query, query_ids, reference, reference_ids,
                       overwrite: bool = False, max_dim: int | None = MAX_DIM) -> Path:
     """Write the descriptor-track HDF5 (datasets query, reference, query_ids, reference_ids).
@@ -200,15 +230,7 @@ def write_descriptors(path: str | Path, query, query_ids, reference, reference_i
     Rows are sorted by id as the official layout requires.
     """
     import h5py
-    qids = check_ids(query_ids, "query", str(path))
-    rids = check_ids(reference_ids, "reference", str(path))
-    q = check_descriptors(query, qids, "query", str(path), max_dim)
-    r = check_descriptors(reference, rids, "reference", str(path), max_dim)
-    if q.shape[1] != r.shape[1]:
-        raise FormatError(f"{path}: query dimension {q.shape[1]} != reference dimension {r.shape[1]}.")
-    for ids, kind in ((qids, "query"), (rids, "reference")):
-        if len(set(ids)) != len(ids):
-            raise FormatError(f"{path}: repeated {kind} ids.")
+    q, qids, r, rids = _check_descriptor_file(path, query, query_ids, reference, reference_ids, max_dim)
     q, qids = _sorted(q, qids)
     r, rids = _sorted(r, rids)
     _refuse_overwrite(path, overwrite)
@@ -229,16 +251,18 @@ def read_descriptors(path: str | Path, max_dim: int | None = MAX_DIM):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Descriptor file {path} not found.")
-    with h5py.File(path, "r") as f:
-        missing = [k for k in ("query", "reference", "query_ids", "reference_ids") if k not in f]
-        if missing:
-            raise FormatError(f"{path}: missing dataset(s) {missing}; the descriptor-track file holds "
-                              "query, reference, query_ids, reference_ids.")
-        q, r = f["query"][:], f["reference"][:]
-        qids = check_ids(f["query_ids"][:], "query", str(path))
-        rids = check_ids(f["reference_ids"][:], "reference", str(path))
-    q = check_descriptors(q, qids, "query", str(path), max_dim)
-    r = check_descriptors(r, rids, "reference", str(path), max_dim)
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("query", "reference", "query_ids", "reference_ids") if k not in f]
+            if missing:
+                raise FormatError(f"{path}: missing dataset(s) {missing}; the descriptor-track file holds "
+                                  "query, reference, query_ids, reference_ids.")
+            q, r, qids, rids = (f[k][:] for k in ("query", "reference", "query_ids", "reference_ids"))
+    except (OSError, TypeError, ValueError) as e:
+        if isinstance(e, FormatError):
+            raise
+        raise FormatError(f"{path}: not a readable HDF5 descriptor file ({type(e).__name__}: {e}).") from None
+    q, qids, r, rids = _check_descriptor_file(path, q, qids, r, rids, max_dim)
     for ids, kind in ((qids, "query"), (rids, "reference")):
         if ids != sorted(ids):
             raise FormatError(f"{path}: {kind}_ids are not sorted; the official layout sorts rows by id.")

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from . import descriptors, io, keypoints, local_global, metrics, minidisc, normalize, overlays, search, tasks, verify
+from .cache import dataset_file
 from .device import rank_world
+from .images import ImageError, check_image
 
 
 class Stages:
@@ -54,16 +59,27 @@ class Context:
     descriptor_dir: Path = Path(".")
     notes: list = field(default_factory=list)
     ref_bytes: float = 0.0
+    searched_with: str = ""        # the index the method's search really used (for the summary)
 
 
 # A method returns (predictions, (query, reference) descriptors for the HDF5, or None).
 Result = tuple[pd.DataFrame, "tuple[np.ndarray, np.ndarray] | None"]
 
 
+def _knn(ctx: Context, q: np.ndarray, r: np.ndarray, binary: bool = False):
+    """Search with ``--index`` (hashes: exact Hamming); a faiss error names the index and dimension."""
+    ctx.searched_with = "exact Hamming (hashes; --index not used)" if binary else ctx.index
+    try:
+        return search.knn(q, r, ctx.k, "hamming" if binary else "ip", "Flat" if binary else ctx.index)
+    except RuntimeError as e:
+        raise ValueError(f"faiss cannot build the index {ctx.index!r} for {r.shape[1]}-dimensional descriptors "
+                         f"({str(e).strip().splitlines()[-1]}); choose another --index, e.g. Flat.") from None
+
+
 def _global(ctx: Context, binary: bool = False) -> pd.DataFrame:
     q, r = ctx.got["query"], ctx.got["reference"]
     with ctx.stages("search"):
-        scores, idx = search.knn(q.x, r.x, ctx.k, "hamming" if binary else "ip", "Flat" if binary else ctx.index)
+        scores, idx = _knn(ctx, q.x, r.x, binary)
     return search.to_predictions(scores, idx, q.ids, r.ids)
 
 
@@ -98,7 +114,7 @@ def run_trained_norm(ctx: Context) -> Result:
             ctx.notes.append(f"whitening kept {h5_q.shape[1] - 1} dimensions: there are only "
                              f"{len(ctx.ds.train_ids)} training images (use more for a full 255)")
     with ctx.stages("search"):
-        scores, idx = search.knn(h5_q, h5_r, ctx.k, "ip", ctx.index)
+        scores, idx = _knn(ctx, h5_q, h5_r)
     return search.to_predictions(scores, idx, q.ids, r.ids), (h5_q, h5_r)
 
 
@@ -272,11 +288,144 @@ def get_pipeline(method: str) -> Pipeline:
                      "or add a descriptor with descriptors.register().")
 
 
-def _extract(ds, pipe: Pipeline, folder: Path, shard_size: int, progress: bool) -> dict:
+def _kinds(ds, pipe: Pipeline) -> tuple[str, ...]:
+    """The image sets a method describes: queries, references and, when it fits on them, training images."""
     kinds = ("query", "reference")
     if pipe.needs_train or (pipe.base in ("gist", "imagenet_cnn") and ds.train_ids):
         kinds += ("train",)
-    return {kind: descriptors.extract_sharded(ds, pipe.base, kind, folder, shard_size, progress) for kind in kinds}
+    return kinds
+
+
+def _extract(ds, pipe: Pipeline, folder: Path, shard_size: int, progress: bool) -> dict:
+    return {kind: descriptors.extract_sharded(ds, pipe.base, kind, folder, shard_size, progress)
+            for kind in _kinds(ds, pipe)}
+
+
+OUTPUT_FILES = ("predictions.csv", "descriptors.h5", "metrics.json", "summary.json")
+LOCK_FILE = ".isc-course.lock"
+
+
+class OutputError(ValueError):
+    """The output folder cannot be used as asked; the message says what to do."""
+
+
+def index_points_needed(index: str) -> int:
+    """How many references a faiss factory string needs to train (1 when it needs no training):
+    the number of IVF lists, and 2**bits centroids per product-quantiser sub-space."""
+    need = 1
+    for m in re.finditer(r"IVF(\d+)", index):
+        need = max(need, int(m.group(1)))
+    for m in re.finditer(r"PQ\d+(?:x(\d+))?", index):
+        need = max(need, 2 ** int(m.group(1) or 8))
+    return need
+
+
+def check_settings(ds, pipe: Pipeline, k: int, index: str, shard_size: int) -> None:
+    """Refuse bad settings before any work: ``k`` and ``shard_size`` at least 1, an ``index`` string
+    faiss parses, with no more training points needed than there are references."""
+    import faiss
+    for name, v in (("--k", k), ("--shard-size", shard_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {v!r}.")
+    try:
+        faiss.index_factory(3840, index)      # 3840 = 2^8 * 15: most sub-quantiser counts divide it
+    except RuntimeError:
+        raise ValueError(f"--index {index!r}: faiss cannot parse this factory string; use Flat (exact), "
+                         "HNSW32, IVF1024,Flat or IVF1024,PQ32 (see faiss's index_factory).") from None
+    need, n = index_points_needed(index), len(ds.reference_ids)
+    if need > n and not (descriptors.METHODS.get(pipe.base) and descriptors.METHODS[pipe.base].binary):
+        raise ValueError(f"--index {index!r} needs at least {need:,} references to train on, the collection has "
+                         f"{n:,}; use Flat (exact search) or fewer lists (IVF{max(1, n // 39)},Flat).")
+    if pipe.needs_train:
+        ds.require_train()
+
+
+def _inside(path: Path, folder) -> bool:
+    return folder is not None and (path == Path(folder).resolve() or Path(folder).resolve() in path.parents)
+
+
+def check_output(ds, out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` inside an input folder, and existing output files without ``overwrite``."""
+    where = out.resolve()
+    for folder, what in ((ds.query_dir, "query"), (ds.reference_dir, "reference"), (ds.train_dir, "training")):
+        if _inside(where, folder):
+            raise OutputError(f"--out {out} is inside the {what} folder {folder}; its files would be taken "
+                              "for images. Choose an --out outside the input folders.")
+    if ds.gt_path is not None and any(where / f == Path(ds.gt_path).resolve() for f in OUTPUT_FILES):
+        raise OutputError(f"--out {out} would write over the ground truth {ds.gt_path}; choose another --out.")
+    there = [f for f in OUTPUT_FILES if (out / f).exists()]
+    if there and not overwrite:
+        raise FileExistsError(f"{out} already holds {', '.join(there)}; pass --overwrite to replace the whole "
+                              "output of the earlier run, or choose another --out.")
+
+
+def _take_lock(lock: Path) -> None:
+    """Create the lock file atomically (O_CREAT | O_EXCL); a lock left by a dead process on this
+    machine is taken over."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        host, _, pid = lock.read_text().partition(" ") if lock.is_file() else ("", "", "")
+        if host == socket.gethostname() and pid.strip().isdigit() and not _alive(int(pid)):
+            lock.unlink(missing_ok=True)
+            return _take_lock(lock)
+        raise OutputError(f"Another run is writing into {lock.parent} (lock file {lock}, held by "
+                          f"{host or '?'} pid {pid.strip() or '?'}). Wait for it to finish or choose another "
+                          "--out; if no run is going on, delete the lock file.") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, overwrite: bool):
+    """Hold ``out``'s lock while writing; with ``overwrite``, remove the earlier run's output files
+    first, so the folder never mixes the files of two runs."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _take_lock(out / LOCK_FILE)
+    except (PermissionError, NotADirectoryError, FileExistsError) as e:
+        raise OutputError(f"Cannot write into --out {out} ({type(e).__name__}: {e}); choose a folder "
+                          "you can write to.") from None
+    try:
+        if overwrite:
+            for f in OUTPUT_FILES:
+                (out / f).unlink(missing_ok=True)
+        yield
+    finally:
+        (out / LOCK_FILE).unlink(missing_ok=True)
+
+
+def check_images(ds, kinds, skip: bool = False) -> dict[str, str]:
+    """Read every image of these sets (a JPEG at 1/8 scale) and list every bad file at once:
+    raise :class:`ImageError`, or with ``skip`` leave them out of ``ds``; returns {id: why}.
+    A set found readable is remembered by its content fingerprints and not read again."""
+    bad = {}
+    for kind in kinds:
+        marker = dataset_file("checked", ds, kind, "all-readable")
+        if marker.exists():
+            continue
+        found = {i: why for i, p in zip(ds.ids(kind), ds.paths(kind)) if (why := check_image(p))}
+        if not found:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        bad.update(found)
+    if bad and not skip:
+        lines = "\n".join(f"  {why}" for why in list(bad.values())[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise ImageError(f"{len(bad)} unreadable image(s) in {ds.name}:\n{lines}{more}\nFix or remove them, or "
+                         "pass --skip-bad-images to leave them out (they are then listed in summary.json).")
+    ds.skip_images(bad)
+    return bad
 
 
 def _write_outputs(out: Path, preds: pd.DataFrame, h5, q, r) -> dict:
@@ -297,50 +446,63 @@ def _summary(ctx: Context, pipe: Pipeline, outputs: dict, t_start: float) -> dic
     q, r = ctx.got["query"], ctx.got["reference"]
     per_query = sum(v for n, v in ctx.stages.seconds.items() if n in PER_QUERY_STAGES)
     return {"dataset": ctx.ds.name, "method": pipe.name, "description": pipe.description, "k": ctx.k,
-            "index": ctx.index, "bytes_per_reference": round(ctx.ref_bytes, 1),
+            "index": ctx.searched_with or f"none: {pipe.name} scores its candidates exactly (--index not used)",
+            "bytes_per_reference": round(ctx.ref_bytes, 1),
             "seconds_per_query": round((q.seconds + per_query) / max(1, len(q.ids)), 4),
             "queries": len(q.ids), "references": len(r.ids), "train": len(ctx.ds.train_ids), "outputs": outputs,
+            "skipped_images": dict(sorted(ctx.ds.skipped.items())),
             "notes": ctx.notes, "stage_seconds": ctx.stages.seconds,
             "total_seconds": round(time.perf_counter() - t_start, 1)}
 
 
-def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", shard_size: int = 1000,
-                 progress: bool = True, overwrite: bool = False, descriptor_dir=None) -> dict | None:
-    """Run one of :data:`PIPELINES` on a dataset and write the official files to ``out_dir``.
-
-    Returns the summary (stages, outputs, metrics, memory per reference, query-side seconds per
-    query) on rank 0; None on other torchrun ranks, which only share the descriptor extraction.
-    ``descriptor_dir`` (default ``out_dir/descriptors``) may be shared by several runs.
-    """
-    pipe = get_pipeline(method)
-    if pipe.needs_train:
-        ds.require_train()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in ("predictions.csv", "descriptors.h5"):
-        if (out / f).exists() and not overwrite:
-            raise FileExistsError(f"{out / f} exists; pass --overwrite to replace it, or choose another --out.")
-    stages, t_start = Stages(), time.perf_counter()
-    with stages("extract"):
-        got = _extract(ds, pipe, Path(descriptor_dir or out / "descriptors"), shard_size, progress)
-    if rank_world()[0] != 0:
-        return None
-    folder = Path(descriptor_dir or out / "descriptors")
-    ctx = Context(ds, got, k, index, stages, progress, folder,
-                  ref_bytes=got["reference"].x.nbytes / max(1, len(got["reference"].ids)))
+def _search_and_write(ctx: Context, pipe: Pipeline, out: Path, gt, t_start: float) -> dict:
     preds, h5 = pipe.run(ctx) if pipe.run else run_descriptor(ctx, pipe.base)
     if len(preds) > io.MAX_PREDICTIONS:
         preds = search.global_budget(preds, io.MAX_PREDICTIONS)
         ctx.notes.append(f"kept the best {io.MAX_PREDICTIONS:,} pairs over all queries (the matching-track limit)")
-    with stages("write"):
-        outputs = _write_outputs(out, preds, h5, got["query"], got["reference"])
+    if ctx.ds.skipped:
+        ctx.notes.append(f"{len(ctx.ds.skipped)} unreadable image(s) left out (--skip-bad-images): see "
+                         "skipped_images; a copy among them counts as missed")
+    with ctx.stages("write"):
+        outputs = _write_outputs(out, preds, h5, ctx.got["query"], ctx.got["reference"])
     summary = _summary(ctx, pipe, outputs, t_start)
-    if ds.gt_path is not None:
-        ev = metrics.evaluate(preds, ds.ground_truth())
+    if gt is not None:
+        ev = metrics.evaluate(preds, gt)
         summary["metrics"] = {"uAP": ev.uap, "recall@P90": ev.recall_at_p90, "recall@1": ev.recall_at_1}
         _write_json(out / "metrics.json", summary["metrics"])
-    _write_json(out / "summary.json", summary)
+    _write_json(out / "summary.json", summary)       # last: a folder with summary.json is complete
     return summary
+
+
+def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", shard_size: int = 1000,
+                 progress: bool = True, overwrite: bool = False, descriptor_dir=None,
+                 skip_bad_images: bool = False) -> dict | None:
+    """Run one of :data:`PIPELINES` on a dataset and write the official files to ``out_dir``.
+
+    Everything is checked before any work: the settings, the output folder (no existing output
+    without ``overwrite``; not inside an input folder), the ground truth, every image (all bad
+    files listed at once; ``skip_bad_images`` leaves them out and lists them in the summary).
+    ``out_dir`` is locked while written; ``overwrite`` replaces the earlier run's whole output.
+    Returns the summary on rank 0; None on other torchrun ranks, which only share the extraction.
+    ``descriptor_dir`` (default ``out_dir/descriptors``) may be shared by several runs.
+    """
+    pipe, out = get_pipeline(method), Path(out_dir)
+    check_settings(ds, pipe, k, index, shard_size)
+    check_output(ds, out, overwrite)
+    gt = ds.ground_truth() if ds.gt_path is not None else None
+    check_images(ds, _kinds(ds, pipe), skip_bad_images)
+    rank = rank_world()[0]
+    lock = output_lock(out, overwrite) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        stages, t_start = Stages(), time.perf_counter()
+        folder = Path(descriptor_dir or out / "descriptors")
+        with stages("extract"):
+            got = _extract(ds, pipe, folder, shard_size, progress)
+        if rank != 0:
+            return None
+        ctx = Context(ds, got, k, index, stages, progress, folder,
+                      ref_bytes=got["reference"].x.nbytes / max(1, len(got["reference"].ids)))
+        return _search_and_write(ctx, pipe, out, gt, t_start)
 
 
 def leaderboard(datasets: dict, methods, out_dir, progress: bool = False) -> pd.DataFrame:

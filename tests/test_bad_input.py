@@ -1,0 +1,374 @@
+"""Bad and awkward input (issue 15): each case builds its input in a temporary folder and checks
+the real outcome: the image read correctly, the stale result recomputed, the user's file left
+unchanged, or exit status 2 with one message that names the problem and what to do."""
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from isc_helpers import cache, checks, cli, data, descriptors, io, pipeline
+from isc_helpers.images import ImageError, MAX_PIXELS, check_image, load_image
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test gets its own empty cache folder (never the course's)."""
+    monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _picture(seed: int, size=(48, 48)) -> Image.Image:
+    """A small image of coloured blocks, different for every seed."""
+    rng = np.random.RandomState(seed)
+    blocks = rng.randint(0, 256, (6, 6, 3)).astype(np.uint8)
+    return Image.fromarray(blocks).resize(size, Image.NEAREST)
+
+
+def make_collection(root: Path, n_q: int = 4, n_r: int = 8, seed: int = 0) -> Path:
+    """A mini-DISC-layout folder: queries 0-1 are copies of references 0-1, the rest distractors."""
+    for sub in ("query", "reference"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n_r):
+        _picture(seed + i).save(root / "reference" / f"{io.make_id('reference', i)}.png")
+    for i in range(n_q):
+        _picture(seed + i if i < 2 else seed + 1000 + i).save(root / "query" / f"{io.make_id('query', i)}.png")
+    gt = pd.DataFrame({"query_id": [io.make_id("query", i) for i in range(n_q)],
+                       "reference_id": [io.make_id("reference", i) if i < 2 else "" for i in range(n_q)]})
+    gt.to_csv(root / "ground_truth.csv", index=False)
+    return root
+
+
+def run(*args) -> int:
+    return cli.main(["run", *map(str, args)])
+
+
+@pytest.fixture
+def coll(tmp_path):
+    return make_collection(tmp_path / "coll")
+
+
+# ------------------------------------------------------------------ images (defects 4, 5, 11)
+def test_exif_orientation_is_applied(tmp_path):
+    upright = _picture(3, (40, 24))
+    exif = Image.Exif()
+    exif[0x0112] = 6                                    # "rotate 90° clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "tagged.png", exif=exif.tobytes())
+    upright.save(tmp_path / "upright.png")
+    im = load_image(tmp_path / "tagged.png")
+    assert im.size == (40, 24)
+    assert np.array_equal(np.asarray(im), np.asarray(upright))
+    x = descriptors.tiny_thumbnail([tmp_path / "tagged.png", tmp_path / "upright.png"])
+    assert np.allclose(x[0], x[1])
+
+
+def test_sixteen_bit_grey_is_scaled_not_white(tmp_path):
+    a = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = np.asarray(load_image(tmp_path / "g16.png"))
+    assert rgb.shape == (8, 64, 3)
+    assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == 255 and abs(int(rgb[0, 32, 0]) - 130) <= 2   # a ramp, not white
+    assert abs(rgb.mean() - 127.5) < 3
+
+
+def test_other_modes_convert_to_the_right_colours(tmp_path):
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tiff")
+    assert np.asarray(load_image(tmp_path / "f.tiff"))[0, 0].tolist() == [128, 128, 128]   # was black
+    p = Image.new("P", (4, 4))
+    p.putpalette([200, 30, 10] * 256)
+    p.info["transparency"] = 0
+    p.save(tmp_path / "p.png", transparency=0)
+    assert np.asarray(load_image(tmp_path / "p.png"))[0, 0].tolist() == [200, 30, 10]
+    Image.new("LA", (4, 4), (90, 255)).save(tmp_path / "la.png")
+    assert np.asarray(load_image(tmp_path / "la.png"))[0, 0].tolist() == [90, 90, 90]
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg", quality=95)
+    r, g, b = np.asarray(load_image(tmp_path / "cmyk.jpg"))[4, 4].tolist()
+    assert r > 240 and g < 15 and b < 15                                               # red
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A valid PNG signature and IHDR claiming width x height, with one tiny IDAT."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path):
+    _png_header_only(tmp_path / "bomb.png", 30000, 30000)
+    assert 30000 * 30000 > MAX_PIXELS
+    with pytest.raises(ImageError, match=r"bomb\.png: 900,000,000 pixels is over the course's limit"):
+        load_image(tmp_path / "bomb.png")
+    assert "Shrink the image" in check_image(tmp_path / "bomb.png")
+
+
+# ------------------------------------------------------------------ stale results (defects 1, 2, 7)
+def test_global_cache_follows_an_image_edited_in_place(coll):
+    ds = data.open_folder(coll)
+    before = descriptors.for_dataset(ds, "thumbnail", "reference", progress=False)
+    path = ds.image_path("R000003")
+    _picture(777).save(path)                            # edited in place: same name, new content
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    after = descriptors.for_dataset(data.open_folder(coll), "thumbnail", "reference", progress=False)
+    fresh = descriptors.tiny_thumbnail([path])[0]
+    assert not np.allclose(before.x[3], after.x[3]) and np.allclose(after.x[3], fresh)
+    assert np.allclose(before.x[:3], after.x[:3])
+
+
+def test_fingerprint_sees_a_change_with_the_same_size_and_time(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"a" * 200_000)
+    st = f.stat()
+    first = cache.file_fingerprint(f)
+    f.write_bytes(b"a" * 199_999 + b"b")                 # the last block changes
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    cache._FINGERPRINTS.clear()                         # as a new process would
+    assert cache.file_fingerprint(f) != first
+
+
+def test_rerun_after_references_replaced_describes_them_again(coll, tmp_path):
+    out = tmp_path / "out"
+    assert run("--data", coll, "--method", "thumbnail", "--out", out) == 0
+    old = json.loads((out / "metrics.json").read_text())["uAP"]
+    for i in range(8):                                   # the references are replaced by other pictures
+        path = coll / "reference" / f"{io.make_id('reference', i)}.png"
+        _picture(5000 + i).save(path)
+        os.utime(path, ns=(0, 10**18 + i))
+    assert run("--data", coll, "--method", "thumbnail", "--out", out, "--overwrite") == 0
+    new = json.loads((out / "metrics.json").read_text())["uAP"]
+    assert old == pytest.approx(1.0) and new < 0.5
+    _, _, r, _ = io.read_descriptors(out / "descriptors.h5")
+    ds = data.open_folder(coll)
+    assert np.allclose(r, descriptors.tiny_thumbnail(ds.paths("reference")), atol=1e-6)
+
+
+def test_overwrite_with_another_method_leaves_no_file_of_the_first(coll, tmp_path):
+    out = tmp_path / "out"
+    assert run("--data", coll, "--method", "thumbnail", "--out", out) == 0
+    assert (out / "descriptors.h5").exists()
+    assert run("--data", coll, "--method", "phash", "--out", out, "--overwrite") == 0
+    assert not (out / "descriptors.h5").exists()        # phash writes no HDF5: the thumbnail one is gone
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "phash" and summary["index"].startswith("exact Hamming")
+
+
+def test_stale_shard_is_described_again(coll, tmp_path):
+    ds = data.open_folder(coll)
+    first = descriptors.extract_sharded(ds, "thumbnail", "query", tmp_path / "d", shard_size=2, progress=False)
+    path = ds.image_path("Q00003")
+    _picture(4242).save(path)
+    os.utime(path, ns=(0, 10**18))
+    again = descriptors.extract_sharded(data.open_folder(coll), "thumbnail", "query", tmp_path / "d", shard_size=2,
+                                        progress=False)
+    assert np.allclose(again.x[:3], first.x[:3])
+    assert np.allclose(again.x[3], descriptors.tiny_thumbnail([path])[0]) and not np.allclose(again.x[3], first.x[3])
+
+
+# ------------------------------------------------------------------ user files (defects 6, 7, 13)
+def _two_csvs(tmp_path):
+    pd.DataFrame({"query_id": ["Q00000"], "reference_id": ["R000001"]}).to_csv(tmp_path / "gt.csv", index=False)
+    pd.DataFrame({"query_id": ["Q00000"], "reference_id": ["R000001"], "score": [1.0]}).to_csv(
+        tmp_path / "p.csv", index=False)
+    return tmp_path / "p.csv", tmp_path / "gt.csv"
+
+
+def test_evaluate_never_writes_over_its_inputs(tmp_path, capsys):
+    p, gt = _two_csvs(tmp_path)
+    before = gt.read_bytes()
+    assert cli.main(["evaluate", str(p), str(gt), "--json", str(gt)]) == 2
+    assert "ground truth file given as input" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(p), str(gt), "--json", str(gt), "--overwrite"]) == 2
+    assert gt.read_bytes() == before
+    (tmp_path / "m.json").write_text("mine")
+    assert cli.main(["evaluate", str(p), str(gt), "--json", str(tmp_path / "m.json")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "m.json").read_text() == "mine"
+    assert cli.main(["evaluate", str(p), str(gt), "--json", str(tmp_path / "m.json"), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["uAP"] == 1.0
+
+
+def test_evaluate_json_in_an_unwritable_place(tmp_path, capsys):
+    p, gt = _two_csvs(tmp_path)
+    assert cli.main(["evaluate", str(p), str(gt), "--json", str(p / "m.json")]) == 2   # p.csv is a file
+    err = capsys.readouterr().err
+    assert "cannot write --json" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["summary.json", "metrics.json", "predictions.csv"])
+def test_run_never_writes_over_an_earlier_output(coll, tmp_path, capsys, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("the user's file")
+    assert run("--data", coll, "--method", "thumbnail", "--out", out) == 2
+    assert f"already holds {name}" in capsys.readouterr().err
+    assert (out / name).read_text() == "the user's file"
+    assert not (out / "descriptors").exists()            # refused before any work
+
+
+def test_out_inside_an_input_folder_is_refused(coll, capsys):
+    assert run("--data", coll, "--method", "thumbnail", "--out", coll / "reference" / "runs") == 2
+    assert "inside the reference folder" in capsys.readouterr().err
+    assert not (coll / "reference" / "runs").exists()
+
+
+def test_out_that_cannot_be_written(coll, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "afile" / "out") == 2
+    err = capsys.readouterr().err
+    assert "Cannot write into --out" in err and "Traceback" not in err
+
+
+def test_concurrent_run_is_refused_by_the_lock(coll, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / pipeline.LOCK_FILE
+    lock.write_text(f"{__import__('socket').gethostname()} {os.getpid()}")   # a live process holds it
+    assert run("--data", coll, "--method", "thumbnail", "--out", out) == 2
+    assert "Another run is writing into" in capsys.readouterr().err
+    assert not (out / "predictions.csv").exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(f"{__import__('socket').gethostname()} {dead.pid}")     # left by a crashed run
+    assert run("--data", coll, "--method", "thumbnail", "--out", out) == 0
+    assert not lock.exists() and (out / "summary.json").exists()
+
+
+# ------------------------------------------------------------------ arguments (defects 3, 10)
+@pytest.mark.parametrize("args, message", [
+    (["--k", "0"], "--k must be a whole number of at least 1"),
+    (["--k", "-3"], "--k must be a whole number of at least 1"),
+    (["--shard-size", "0"], "--shard-size must be a whole number of at least 1"),
+    (["--index", "Bogus42"], "faiss cannot parse"),
+    (["--index", "IVF4096,Flat"], "needs at least 4,096 references to train on, the collection has 8"),
+])
+def test_bad_arguments_refused_before_any_work(coll, tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert run("--data", coll, "--method", "thumbnail", "--out", out, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--gt", "--train", "--queries", "--references"])
+def test_data_with_explicit_folders_is_refused(coll, tmp_path, capsys, flag):
+    assert run("--data", coll, flag, coll / "query", "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert f"{flag} would be ignored" in err and "without --data" in err
+
+
+def test_ground_truth_query_missing_from_the_folder(coll, tmp_path, capsys):
+    (coll / "query" / "Q00003.png").unlink()
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    assert "1 query id(s) with no image" in capsys.readouterr().err and "Q00003" in (coll / "ground_truth.csv").read_text()
+    assert not (tmp_path / "o").exists()               # the ground truth is checked before extraction
+
+
+def test_bad_ground_truth_found_before_extraction(coll, tmp_path, capsys):
+    (coll / "ground_truth.csv").write_text("query_id,reference_id\nQ00000,R999999\n")
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    assert "reference id(s) with no image" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ids_with_non_ascii_digits_are_refused(coll, tmp_path, capsys):
+    arabic = "Q" + "\u0660" * 4 + "\u0665"              # Q٠٠٠٠٥: \d matches these digits
+    with pytest.raises(io.FormatError, match="do not look like"):
+        io.check_ids([arabic], "query")
+    _picture(9).save(coll / "query" / f"{arabic}.png")
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    assert "not named like Q00042.jpg" in capsys.readouterr().err
+
+
+def test_every_bad_image_listed_at_once_and_skipped_on_request(coll, tmp_path, capsys):
+    (coll / "reference" / "R000006.png").write_bytes(b"not an image")
+    raw = (coll / "query" / "Q00003.png").read_bytes()
+    _picture(1).save(coll / "query" / "Q00003.png")
+    (coll / "query" / "Q00003.png").write_bytes((coll / "query" / "Q00003.png").read_bytes()[:60])   # truncated
+    _png_header_only(coll / "reference" / "R000007.png", 30000, 30000)
+    assert raw
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "3 unreadable image(s)" in err and "--skip-bad-images" in err
+    assert all(n in err for n in ("R000006.png", "Q00003.png", "R000007.png"))
+    assert not (tmp_path / "o").exists()
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o", "--skip-bad-images") == 0
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert sorted(s["skipped_images"]) == ["Q00003", "R000006", "R000007"]
+    assert s["queries"] == 3 and s["references"] == 6 and any("left out" in n for n in s["notes"])
+
+
+def test_empty_train_folder_does_not_block_a_method_without_training(coll, tmp_path):
+    (coll / "train").mkdir()
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 0
+    with pytest.raises(data.DatasetError, match="has none"):
+        data.open_folder(coll).require_train()
+
+
+def test_final_queries_layout_opens(tmp_path):
+    root = tmp_path / "disc21"
+    (root / "references").mkdir(parents=True)
+    (root / "final_queries").mkdir()
+    _picture(1).save(root / "references" / "R000000.png")
+    _picture(1).save(root / "final_queries" / "Q00000.png")
+    ds = data.open_folder(root)
+    assert ds.name == "DISC21 (final)" and ds.query_ids == ["Q00000"]
+
+
+# ------------------------------------------------------------------ settings (defect 11)
+def test_unknown_profile_in_build_data(monkeypatch, capsys):
+    monkeypatch.setenv("ISC_PROFILE", "bogus")
+    assert cli.main(["build-data"]) == 2
+    assert "Unknown profile 'bogus'" in capsys.readouterr().err
+
+
+def test_cache_dir_that_is_a_file(coll, tmp_path, monkeypatch, capsys):
+    (tmp_path / "cachefile").write_text("x")
+    monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path / "cachefile"))
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Traceback" not in err
+    assert not checks.check_cache_dir().ok
+
+
+# ------------------------------------------------------------------ file readers (defect 12)
+def test_evaluate_names_an_empty_or_utf16_csv(tmp_path, capsys):
+    p, gt = _two_csvs(tmp_path)
+    (tmp_path / "empty.csv").write_text("")
+    assert cli.main(["evaluate", str(tmp_path / "empty.csv"), str(gt)]) == 2
+    err = capsys.readouterr().err
+    assert "empty.csv: the predictions file is empty" in err
+    (tmp_path / "gt16.csv").write_bytes(gt.read_text().encode("utf-16"))
+    assert cli.main(["evaluate", str(p), str(tmp_path / "gt16.csv")]) == 2
+    assert "gt16.csv: not UTF-8 text" in capsys.readouterr().err
+
+
+def _h5(path, q, qids, r, rids):
+    with h5py.File(path, "w") as f:
+        f["query"], f["reference"] = q, r
+        f["query_ids"], f["reference_ids"] = np.array(qids, "S"), np.array(rids, "S")
+
+
+def test_hdf5_reader_is_as_strict_as_the_writer(tmp_path):
+    x = np.eye(4, dtype=np.float32)
+    _h5(tmp_path / "dim.h5", x[:2], ["Q00000", "Q00001"], x[:, :3], ["R000000", "R000001", "R000002", "R000003"])
+    with pytest.raises(io.FormatError, match=r"dim\.h5: query dimension 4 != reference dimension 3"):
+        io.read_descriptors(tmp_path / "dim.h5")
+    _h5(tmp_path / "dup.h5", x[:2], ["Q00000", "Q00000"], x, ["R000000", "R000001", "R000002", "R000003"])
+    with pytest.raises(io.FormatError, match=r"dup\.h5: repeated query id\(s\), e\.g\. \['Q00000'\]"):
+        io.read_descriptors(tmp_path / "dup.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(io.FormatError, match=r"junk\.h5: not a readable HDF5"):
+        io.read_descriptors(tmp_path / "junk.h5")
+
+
+def test_course_pixel_limit_below_pillows(tmp_path):
+    _png_header_only(tmp_path / "big.png", 13000, 12000)          # 156 MP: Pillow lets it through
+    assert "13000x12000 pixels is over the course's limit" in check_image(tmp_path / "big.png")
