@@ -102,6 +102,13 @@ def check_image(path: str | Path) -> str | None:
         return str(_unreadable(path, e))
 
 
+def unreadable_images_error(bad: dict[str, str], where: str, what_to_do: str) -> ImageError:
+    """One error listing the bad files of a collection ({id: why}, the first 20) and what to do."""
+    lines = "\n".join(f"  {why}" for why in list(bad.values())[:20])
+    more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+    return ImageError(f"{len(bad)} unreadable image(s) in {where}:\n{lines}{more}\n{what_to_do}")
+
+
 def grey(image: Image.Image, max_side: int) -> np.ndarray:
     """The image in grey levels (uint8 [h, w]), shrunk so its longer side is at most ``max_side``."""
     im = image.convert("L")

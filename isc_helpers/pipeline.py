@@ -26,7 +26,7 @@ import pandas as pd
 from . import descriptors, io, keypoints, local_global, metrics, minidisc, normalize, overlays, search, tasks, verify
 from .cache import dataset_file
 from .device import rank_world
-from .images import ImageError, check_image
+from .images import check_image, unreadable_images_error
 
 
 class Stages:
@@ -420,10 +420,8 @@ def check_images(ds, kinds, skip: bool = False) -> dict[str, str]:
             marker.touch()
         bad.update(found)
     if bad and not skip:
-        lines = "\n".join(f"  {why}" for why in list(bad.values())[:20])
-        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-        raise ImageError(f"{len(bad)} unreadable image(s) in {ds.name}:\n{lines}{more}\nFix or remove them, or "
-                         "pass --skip-bad-images to leave them out (they are then listed in summary.json).")
+        raise unreadable_images_error(bad, ds.name, "Fix or remove them, or pass --skip-bad-images to leave them "
+                                      "out (they are then listed in summary.json).")
     ds.skip_images(bad)
     return bad
 
