@@ -29,6 +29,8 @@ LAYERS = (
     ("training", "local_global", "overlays", "verify", "scale", "pair_verifier", "ensembles"),
     # the pipeline of every method (07)
     ("pipeline",),
+    # any folder of photos through the pipeline: copies, decisions, groups (issue 16)
+    ("collection",),
     # user-facing: figures and widgets, the environment check
     ("viz", "checks"),
     # the command line

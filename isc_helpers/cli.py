@@ -1,5 +1,6 @@
 """Command-line entry point ``isc-course``: argument parsing only; the work is done by the
-package's modules (``run`` by :mod:`isc_helpers.pipeline`, ``train`` by :mod:`isc_helpers.training`)."""
+package's modules (``run`` by :mod:`isc_helpers.pipeline`, ``train`` by :mod:`isc_helpers.training`,
+``find-copies`` by :mod:`isc_helpers.collection`)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import checks, data, descriptors, minidisc, pipeline, training, transfer
+from . import checks, collection, data, descriptors, minidisc, pipeline, training, transfer
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
@@ -72,6 +73,23 @@ def _run_parser(sub) -> None:
                    help="leave unreadable images out (listed in summary.json) instead of stopping")
 
 
+def _find_copies_parser(sub) -> None:
+    f = sub.add_parser("find-copies", help="find copies in any folder of images (ordinary names, subfolders): "
+                       "inside one folder (DIR), or of --queries among --references")
+    f.add_argument("folder", nargs="?", default=None, help="one folder: copy pairs and groups inside it")
+    f.add_argument("--queries", default=None, help="folder of images to look for ...")
+    f.add_argument("--references", default=None, help="... in this folder")
+    f.add_argument("--method", default="trained+sift", help="a pipeline (`isc-course methods`); default trained+sift")
+    f.add_argument("--k", type=int, default=10, help="candidates per image")
+    f.add_argument("--threshold", type=float, default=None,
+                   help="raw-score threshold for decision=copy (not a calibrated probability yet); default per "
+                        "method: " + ", ".join(f"{m} {t:g}" for m, (t, _) in collection.DEFAULT_THRESHOLDS.items()))
+    f.add_argument("--out", default=None, help="output folder: pairs.csv and, for one folder, groups.csv "
+                   "(default: print the accepted pairs)")
+    f.add_argument("--overwrite", action="store_true", help="replace pairs.csv and groups.csv of an earlier run")
+    f.add_argument("--skip-bad-images", action="store_true", help="leave unreadable images out instead of stopping")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="isc-course", description="Image copy detection course tools.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -86,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     _train_parser(sub)
     _run_parser(sub)
+    _find_copies_parser(sub)
     sub.add_parser("methods", help="list the pipelines of `isc-course run`, with what they do and cost")
     return ap
 
@@ -158,17 +177,27 @@ def _dataset(args) -> data.Dataset:
     raise data.DatasetError("Give --data FOLDER, or --queries and --references (plus optional --train, --gt).")
 
 
-def _run(args) -> int:
+USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DatasetError, ImageError, FormatError,
+               descriptors.ShardError)
+
+
+def _attempt(work, inputs: str):
+    """(work(), None), or (None, 2) after printing one clear error; ``inputs``: what to check on an OSError."""
     try:
-        summary = pipeline.run_pipeline(_dataset(args), args.method, args.out, k=args.k, index=args.index,
-                                        shard_size=args.shard_size, overwrite=args.overwrite,
-                                        skip_bad_images=args.skip_bad_images)
-    except (ValueError, FileExistsError, FileNotFoundError, data.DatasetError, ImageError, FormatError,
-            descriptors.ShardError) as err:
-        return _error(err)
+        return work(), None
+    except USER_ERRORS as err:
+        return None, _error(err)
     except OSError as err:
-        return _error(f"{err}; check that the inputs can be read and that --out (and the cache folder, "
-                      "ISC_CACHE_DIR) can be written.")
+        return None, _error(f"{err}; check that {inputs} can be read and that --out (and the cache folder, "
+                            "ISC_CACHE_DIR) can be written.")
+
+
+def _run(args) -> int:
+    summary, failed = _attempt(lambda: pipeline.run_pipeline(
+        _dataset(args), args.method, args.out, k=args.k, index=args.index, shard_size=args.shard_size,
+        overwrite=args.overwrite, skip_bad_images=args.skip_bad_images), "the inputs")
+    if failed is not None:
+        return failed
     if summary is None:
         return 0
     if "metrics" in summary:
@@ -177,6 +206,34 @@ def _run(args) -> int:
         print(f"{summary['method']} on {summary['dataset']}: µAP {m['uAP']:.4f}  recall@P90 {r90}  "
               f"recall@1 {m['recall@1']:.4f}")
     print(json.dumps({k: summary[k] for k in ("outputs", "stage_seconds", "total_seconds", "notes")}, indent=1))
+    return 0
+
+
+def _find_copies_work(args):
+    """(pairs, threshold, files written) of `isc-course find-copies`; every input checked before the search."""
+    threshold = args.threshold if args.threshold is not None else collection.default_threshold(args.method)
+    if args.out:
+        collection.check_out(args.out, args.overwrite)
+    pairs = collection.find_copies(args.folder, args.queries, args.references, method=args.method, k=args.k,
+                                   skip_bad=args.skip_bad_images)
+    written = {}
+    if args.out:
+        written = collection.write_outputs(args.out, pairs, threshold, args.folder is not None, args.overwrite)
+    return pairs, threshold, written
+
+
+def _find_copies(args) -> int:
+    result, failed = _attempt(lambda: _find_copies_work(args), "the folders")
+    if failed is not None:
+        return failed
+    pairs, threshold, written = result
+    copies = collection.decide(pairs, threshold).query("decision == 'copy'")
+    print(f"{len(copies)} pair(s) at raw score >= {threshold:g} ({args.method}), of {len(pairs)} candidates"
+          + (f"; {len(pairs.attrs['skipped'])} unreadable image(s) left out" if pairs.attrs.get("skipped") else ""))
+    if written:
+        print("\n".join(str(p) for p in written.values()))
+    elif len(copies):
+        print(copies[["query", "reference", "score", "stage"]].to_string(index=False))
     return 0
 
 
@@ -225,7 +282,7 @@ def _train(args) -> int:
 
 
 COMMANDS = {"check": lambda args: checks.main(), "build-data": _build_data, "evaluate": _evaluate,
-            "train": _train, "run": _run, "methods": _methods}
+            "train": _train, "run": _run, "find-copies": _find_copies, "methods": _methods}
 
 
 def main(argv=None) -> int:
