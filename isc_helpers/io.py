@@ -111,11 +111,22 @@ def read_ground_truth(path: str | Path) -> pd.DataFrame:
     check_ids(df.query_id, "query", str(path))
     pos = df.reference_id != ""
     check_ids(df.reference_id[pos], "reference", str(path))
-    dup = df.query_id[df.query_id.duplicated()]
-    if len(dup):
-        raise FormatError(f"{path}: query id(s) listed twice, e.g. {list(dup[:3])}; "
-                          "DISC21 gives each query at most one reference.")
+    _check_one_row_per_query(df, path)
     return df.reset_index(drop=True)
+
+
+def _check_one_row_per_query(df: pd.DataFrame, path: Path) -> None:
+    """The official DISC21 ground truth gives each positive query exactly one reference and
+    each distractor query one row with an empty reference_id: a query on two rows is refused."""
+    rows = df[df.query_id.duplicated(keep=False)]
+    if not len(rows):
+        return
+    seen = rows.groupby("query_id", sort=False).reference_id.apply(lambda r: ", ".join(x or "(empty)" for x in r))
+    shown = "; ".join(f"{q} -> {refs}" for q, refs in list(seen.items())[:3])
+    more = f" (and {len(seen) - 3} more)" if len(seen) > 3 else ""
+    raise FormatError(f"{path}: {len(seen)} query id(s) on more than one row: {shown}{more}. The official "
+                      "DISC21 ground truth gives each positive query exactly one reference (a distractor "
+                      "query: one row, empty reference_id); keep one row per query.")
 
 
 def write_ground_truth(gt: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:

@@ -372,3 +372,18 @@ def test_hdf5_reader_is_as_strict_as_the_writer(tmp_path):
 def test_course_pixel_limit_below_pillows(tmp_path):
     _png_header_only(tmp_path / "big.png", 13000, 12000)          # 156 MP: Pillow lets it through
     assert "13000x12000 pixels is over the course's limit" in check_image(tmp_path / "big.png")
+
+
+# ------------------------------------------------------------------ ground truth rule (defect 13)
+def test_query_with_two_references_is_refused_naming_file_and_query(coll, tmp_path, capsys):
+    gt = coll / "ground_truth.csv"
+    gt.write_text("query_id,reference_id\nQ00000,R000000\nQ00000,R000001\nQ00001,R000001\nQ00002,\n")
+    with pytest.raises(io.FormatError) as e:
+        io.read_ground_truth(gt)
+    msg = str(e.value)
+    assert str(gt) in msg and "Q00000 -> R000000, R000001" in msg
+    assert "exactly one reference" in msg and "Q00001" not in msg
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "Q00000 -> R000000, R000001" in err and "ground_truth.csv" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
