@@ -2,7 +2,8 @@
 from a few hundred examples (lesson 04's overlay detector, lesson 08's pair verifier).
 
 Both learners share everything here: the frozen EfficientNet-Lite0 backbone, one training
-loop (:func:`fit_head`), and a cache of trained heads keyed by dataset and settings.
+loop (:func:`fit_head`), and a cache of trained heads keyed by the training photos' content
+and the settings.
 """
 from __future__ import annotations
 
@@ -69,5 +70,9 @@ def save_head(path, head: nn.Module, report: dict) -> None:
 
 
 def head_cache_path(kind: str, ds, *settings) -> Path:
-    """Where a head trained on a dataset with given settings is cached: ``<cache>/<kind>/...pt``."""
-    return cache.cache_dir() / kind / f"head-{cache.short_hash(Path(ds.root).resolve(), *settings)}.pt"
+    """Where a head trained on a dataset's training photos with given settings is cached:
+    ``<cache>/<kind>/head-<hash>.pt``, keyed by the photos' ids and each file's content
+    fingerprint (``cache.dataset_key``), so an edited or replaced training photo trains it again."""
+    ids = ds.photo_train_ids()
+    content = cache.dataset_key(ds.root, ids, [ds.image_path(i) for i in ids])
+    return cache.cache_dir() / kind / f"head-{cache.short_hash(content, *settings)}.pt"

@@ -311,6 +311,17 @@ def _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress) ->
                                                  "reference_padding": len(split["pad"])}, indent=1))
 
 
+def _tuning_key(ds: Dataset, split: dict[str, list[str]], seed: int, queries_per_photo: int) -> str:
+    """``<folder name>-<hash>``: the training images the tuning set is made of (ids, roles and each
+    file's content fingerprint, ``cache.dataset_key``), the overlays it pastes and the settings, so
+    a training image replaced or edited in place gives a new tuning set."""
+    used = [i for part in split.values() for i in part]
+    content = cache.dataset_key(ds.root, used, [ds.image_path(i) for i in used])
+    key = cache.short_hash(json.dumps(split, sort_keys=True), content, load_pool().fingerprint_of(("overlays",)),
+                           seed, queries_per_photo, BUILDER_VERSION, length=10)
+    return f"{Path(ds.root).name}-{key}"
+
+
 def build_tuning_set(ds: Dataset, seed: int = 7, max_photos: int = 600, queries_per_photo: int = 2,
                      progress: bool = True) -> Dataset:
     """A small copy-detection task made only from a dataset's *training* images (lesson 06).
@@ -320,14 +331,13 @@ def build_tuning_set(ds: Dataset, seed: int = 7, max_photos: int = 600, queries_
     with ``queries_per_photo`` edited queries), non-copied (as many edited distractor queries
     each) and background (its own training set, with half of the non-photo training images;
     the other half pad the references). Edits come from the same sampler as mini-DISC, pasting
-    training photos only. Written once, atomically, to ``<cache>/tuning/``; returned as a
+    training photos only. Written once, atomically, to ``<cache>/tuning/``, keyed by the content
+    of the training images it uses (an edited one gives a new tuning set); returned as a
     :class:`~isc_helpers.data.Dataset`.
     """
     rng = np.random.RandomState(seed)
     split = _tuning_split(ds, rng, max_photos)
-    key = hashlib.sha1(json.dumps([str(Path(ds.root).resolve()), seed, max_photos, queries_per_photo,
-                                   ds.train_ids[:50], len(ds.train_ids), BUILDER_VERSION]).encode()).hexdigest()[:10]
-    out = cache.cache_dir() / "tuning" / f"{Path(ds.root).name}-{key}"
+    out = cache.cache_dir() / "tuning" / _tuning_key(ds, split, seed, queries_per_photo)
     build_atomically(out, lambda tmp: _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress))
     return Dataset(f"tuning set of {ds.name}", out, out / "query", out / "reference", out / "train",
                    out / "ground_truth.csv", out / "edits.csv")

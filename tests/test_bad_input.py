@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import cache, checks, cli, data, descriptors, io, pipeline
+from isc_helpers import cache, checks, cli, data, descriptors, heads, io, minidisc, pipeline
 from isc_helpers.images import ImageError, MAX_PIXELS, check_image, load_image
 
 
@@ -387,3 +387,39 @@ def test_query_with_two_references_is_refused_naming_file_and_query(coll, tmp_pa
     err = capsys.readouterr().err
     assert "Q00000 -> R000000, R000001" in err and "ground_truth.csv" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ training-image caches (defect 2)
+def _with_train(root: Path, n: int = 9) -> Path:
+    make_collection(root)
+    (root / "train").mkdir()
+    for i in range(n):
+        _picture(300 + i, (96, 96)).save(root / "train" / f"{io.make_id('train', i)}.png")
+    return root
+
+
+def _edit_in_place(path: Path, seed: int) -> None:
+    _picture(seed, (96, 96)).save(path)
+    os.utime(path, ns=(0, 10**18 + seed))
+
+
+def test_tuning_set_follows_a_training_image_edited_in_place(tmp_path):
+    ds = data.open_folder(_with_train(tmp_path / "coll"))
+    first = minidisc.build_tuning_set(ds, max_photos=9, queries_per_photo=1, progress=False)
+    assert minidisc.build_tuning_set(ds, max_photos=9, queries_per_photo=1, progress=False).root == first.root
+    src = pd.read_csv(first.root / "tuning_sources.csv", dtype=str)
+    tid, rid = src[src.image_id.str.startswith("R")].iloc[0][["train_id", "image_id"]]
+    _edit_in_place(ds.image_path(tid), 9999)             # a training image that became a reference
+    again = minidisc.build_tuning_set(data.open_folder(ds.root), max_photos=9, queries_per_photo=1, progress=False)
+    assert again.root != first.root
+    assert again.image_path(rid).read_bytes() == ds.image_path(tid).read_bytes()
+    assert first.image_path(rid).read_bytes() != ds.image_path(tid).read_bytes()
+
+
+def test_cached_heads_follow_a_training_photo_edited_in_place(tmp_path):
+    ds = data.open_folder(_with_train(tmp_path / "coll"))
+    path = heads.head_cache_path("overlay", ds, 800, 400, 0, "v2")
+    assert heads.head_cache_path("overlay", data.open_folder(ds.root), 800, 400, 0, "v2") == path
+    assert heads.head_cache_path("overlay", ds, 800, 401, 0, "v2") != path
+    _edit_in_place(ds.image_path("T000004"), 8888)
+    assert heads.head_cache_path("overlay", data.open_folder(ds.root), 800, 400, 0, "v2") != path
