@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from . import augly_compat
+from .images import load_image
 
 
 @dataclass
@@ -32,9 +33,7 @@ class EditAssets:
         if not paths:
             raise ValueError(f"No {kind} images given to EditAssets; the family needs them.")
         p = paths[rng.randint(len(paths))]
-        with Image.open(p) as im:
-            im = im.convert("RGBA" if kind == "overlay" else "RGB")
-        return im, Path(p).name
+        return load_image(p, alpha=kind == "overlay"), Path(p).name    # upright; a cut-out keeps its alpha
 
 
 class _BoxTracker:

@@ -1,9 +1,9 @@
 """Reading images: one function that opens any image file as RGB, with a clear error (lesson 00).
 
-Every module that reads an image file goes through :func:`load_image`: it applies the EXIF
-orientation (a phone photo stored sideways is described upright), converts every mode to RGB
-without clipping (16-bit and 32-bit grey are scaled down, float grey in [0, 1] is scaled up)
-and refuses images over :data:`MAX_PIXELS` with an error naming the file.
+Every module that reads an image file goes through :func:`load_image` (edit assets too; a
+cut-out keeps its alpha channel): it applies the EXIF orientation (a phone photo stored
+sideways is described upright), converts every mode to RGB without clipping (16-bit and
+32-bit grey are scaled down, float grey in [0, 1] is scaled up) and refuses images over :data:`MAX_PIXELS` with an error naming the file.
 :func:`check_image` finds what is wrong with a file without describing it (the pipeline lists
 every bad file of a collection at once); :func:`grey` is the one place that makes a small grey
 copy (SIFT, the overlay heuristic, match drawings).
@@ -72,14 +72,23 @@ def _unreadable(path: Path, e: Exception) -> ImageError:
                       "Replace the file with a valid JPEG/PNG or remove it.")
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image as upright RGB, or raise :class:`ImageError` naming the file and what to do."""
+def _to_rgba(im: Image.Image) -> Image.Image:
+    """RGBA keeping the alpha channel (or a palette's transparency); other modes as :func:`_to_rgb`."""
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode in ("P", "L", "RGB") and "transparency" in im.info):
+        return im.convert("RGBA")
+    return _to_rgb(im).convert("RGBA")
+
+
+def load_image(path: str | Path, alpha: bool = False) -> Image.Image:
+    """Open an image as upright RGB (RGBA with ``alpha``: cut-outs that edits paste), or raise
+    :class:`ImageError` naming the file and what to do."""
     path = Path(path)
     try:
         with _open_checked(path) as im, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im.load()
-            return _to_rgb(ImageOps.exif_transpose(im))
+            upright = ImageOps.exif_transpose(im)
+            return _to_rgba(upright) if alpha else _to_rgb(upright)
     except _READ_ERRORS as e:
         raise _unreadable(path, e) from None
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import cache, checks, cli, data, descriptors, heads, io, minidisc, pipeline
+from isc_helpers import augment, cache, checks, cli, data, descriptors, heads, io, minidisc, pipeline
 from isc_helpers.images import ImageError, MAX_PIXELS, check_image, load_image
 
 
@@ -423,3 +423,26 @@ def test_cached_heads_follow_a_training_photo_edited_in_place(tmp_path):
     assert heads.head_cache_path("overlay", ds, 800, 401, 0, "v2") != path
     _edit_in_place(ds.image_path("T000004"), 8888)
     assert heads.head_cache_path("overlay", data.open_folder(ds.root), 800, 400, 0, "v2") != path
+
+
+# ------------------------------------------------------------------ edit assets (defects 4, 5, 11)
+def test_edit_assets_are_read_like_every_image(tmp_path):
+    rgba = np.asarray(_picture(5, (40, 24)).convert("RGBA")).copy()
+    rgba[:, :20, 3] = 0                                  # a cut-out: transparent left half
+    upright = Image.fromarray(rgba, "RGBA")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "cutout.png", exif=exif.tobytes())
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "bg16.png")
+    _png_header_only(tmp_path / "bomb.png", 30000, 30000)
+    rng = np.random.RandomState(0)
+    ov, name = augment.EditAssets(overlays=[tmp_path / "cutout.png"]).pick("overlay", rng)
+    assert name == "cutout.png" and ov.mode == "RGBA" and ov.size == (40, 24)     # upright, alpha kept
+    assert np.array_equal(np.asarray(ov), rgba)
+    bg, _ = augment.EditAssets(backgrounds=[tmp_path / "bg16.png"]).pick("background", rng)
+    assert bg.mode == "RGB" and abs(np.asarray(bg).mean() - 127.5) < 3               # a ramp, not white
+    with pytest.raises(ImageError, match=r"bomb\.png: 900,000,000 pixels"):
+        augment.EditAssets(backgrounds=[tmp_path / "bomb.png"]).pick("background", rng)
+    Image.new("LA", (4, 4), (90, 100)).save(tmp_path / "la.png")
+    assert np.asarray(load_image(tmp_path / "la.png", alpha=True))[0, 0].tolist() == [90, 90, 90, 100]
