@@ -22,7 +22,7 @@ from . import models, search
 from .cache import dataset_file, file_fingerprint as content_fingerprint
 from .checkpoints import load_descriptor
 from .device import rank_world
-from .images import load_image
+from .images import DESCRIBE_MAX_SIDE, load_image
 from .io import save_npz
 
 
@@ -37,7 +37,8 @@ def tiny_thumbnail(paths: Sequence[str | Path], side: int = 16, progress: bool =
     from tqdm.auto import tqdm
     out = np.empty((len(paths), side * side), np.float32)
     for i, p in enumerate(tqdm(paths, desc="thumbnails", disable=not progress)):
-        g = np.asarray(load_image(p).convert("L").resize((side, side), Image.BILINEAR), np.float32)
+        g = np.asarray(load_image(p, max_side=DESCRIBE_MAX_SIDE).convert("L").resize((side, side), Image.BILINEAR),
+                       np.float32)
         out[i] = (g - g.mean()).ravel()
     return l2_normalize(out)
 
@@ -47,7 +48,7 @@ def _batch(paths, fn, d, dtype, desc, progress):
     from tqdm.auto import tqdm
     out = np.empty((len(paths), d), dtype)
     for i, p in enumerate(tqdm(paths, desc=desc, disable=not progress)):
-        out[i] = fn(load_image(p))
+        out[i] = fn(load_image(p, max_side=DESCRIBE_MAX_SIDE))      # bounded: never a 100-megapixel array
     return out
 
 
@@ -120,7 +121,9 @@ def phash(paths: Sequence[str | Path], progress: bool = False) -> np.ndarray:
 
 
 def pdq(paths: Sequence[str | Path], progress: bool = False) -> np.ndarray:
-    """PDQ (pdqhash), the perceptual hash Meta uses in production: 256 bits; uint8 [n, 32]."""
+    """PDQ (pdqhash), the perceptual hash Meta uses in production: 256 bits; uint8 [n, 32].
+    Hashed at most 512 pixels on the longer side (PDQ's documentation advises resizing to
+    512x512 first; pdqhash itself works at full resolution, gigabytes for a 100-megapixel photo)."""
     import pdqhash
     def one(im):
         bits, _quality = pdqhash.compute(np.ascontiguousarray(np.asarray(im)))
@@ -199,7 +202,8 @@ def sscd(paths: Sequence[str | Path], size: int = 288, batch_size: int = 16, pro
     session = ort.InferenceSession(str(SSCD_MODEL), providers=["CPUExecutionProvider"])
     out = []
     for i in tqdm(range(0, len(paths), batch_size), desc="SSCD", disable=not progress):
-        batch = np.stack([np.asarray(load_image(p).resize((size, size), Image.BICUBIC), np.uint8)
+        batch = np.stack([np.asarray(load_image(p, max_side=max(DESCRIBE_MAX_SIDE, size)).resize(
+                                     (size, size), Image.BICUBIC), np.uint8)
                           for p in paths[i:i + batch_size]])
         out.append(session.run(None, {"image": batch})[0])
     return l2_normalize(np.concatenate(out)) if out else np.zeros((0, 512), np.float32)

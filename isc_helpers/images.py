@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 MAX_PIXELS = 150_000_000     # a 108-megapixel phone photo passes; a 30000x30000 "bomb" does not
+DESCRIBE_MAX_SIDE = 512      # global descriptors and hashes read at most this longer side (PDQ's advice)
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -79,16 +80,30 @@ def _to_rgba(im: Image.Image) -> Image.Image:
     return _to_rgb(im).convert("RGBA")
 
 
-def load_image(path: str | Path, alpha: bool = False) -> Image.Image:
+def _draft_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The smallest size a JPEG may be decoded at (1/2 to 1/8 scale) to be shrunk to ``max_side``
+    as well as from full resolution: twice the target, as ``Image.thumbnail`` does."""
+    s = 2 * max_side / max(size)
+    return max(1, round(size[0] * s)), max(1, round(size[1] * s))
+
+
+def load_image(path: str | Path, alpha: bool = False, max_side: int | None = None) -> Image.Image:
     """Open an image as upright RGB (RGBA with ``alpha``: cut-outs that edits paste), or raise
-    :class:`ImageError` naming the file and what to do."""
+    :class:`ImageError` naming the file and what to do. ``max_side``: shrink it so its longer
+    side is at most that (a large JPEG is decoded at a reduced scale, never at full size); an
+    image already within it is returned exactly as without ``max_side``."""
     path = Path(path)
     try:
         with _open_checked(path) as im, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if max_side and max(im.size) > max_side:
+                im.draft(None, _draft_size(im.size, max_side))
             im.load()
-            upright = ImageOps.exif_transpose(im)
-            return _to_rgba(upright) if alpha else _to_rgb(upright)
+            ImageOps.exif_transpose(im, in_place=True)     # no second full-size copy
+            out = _to_rgba(im) if alpha else _to_rgb(im)
+            if max_side:
+                out.thumbnail((max_side, max_side), Image.BICUBIC)
+            return out.copy() if out is im else out       # the file's image is unusable once closed
     except _READ_ERRORS as e:
         raise _unreadable(path, e) from None
 

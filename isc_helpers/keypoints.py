@@ -51,7 +51,7 @@ def sift(image: Image.Image | str | Path, max_side: int = MAX_SIDE, n_features: 
     keeping the ``n_features`` strongest keypoints."""
     import cv2
     if not isinstance(image, Image.Image):
-        image = load_image(image)
+        image = load_image(image, max_side=max_side)      # a large JPEG is decoded at a reduced scale
     g = grey(image, max_side)
     detector = cv2.SIFT_create(nfeatures=n_features)
     kps, desc = detector.detectAndCompute(g, None)

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .device import get_device
-from .images import load_image
+from .images import DESCRIBE_MAX_SIDE, load_image
 
 LITE0_MEAN = (0.5, 0.5, 0.5)
 LITE0_STD = (0.5, 0.5, 0.5)
@@ -137,7 +137,8 @@ class _ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return preprocess([load_image(self.paths[i])], self.size, self.mean, self.std)[0]
+        bound = None if self.size is None else max(DESCRIBE_MAX_SIDE, self.size)    # never a full-size photo
+        return preprocess([load_image(self.paths[i], max_side=bound)], self.size, self.mean, self.std)[0]
 
 
 @torch.no_grad()

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import augment, cache, checks, cli, data, descriptors, heads, io, minidisc, pipeline
-from isc_helpers.images import ImageError, MAX_PIXELS, check_image, load_image
+from isc_helpers import (augment, cache, checks, cli, data, descriptors, heads, io, keypoints, minidisc, models,
+                         pipeline)
+from isc_helpers.images import DESCRIBE_MAX_SIDE, ImageError, MAX_PIXELS, check_image, load_image
 
 
 @pytest.fixture(autouse=True)
@@ -446,3 +447,56 @@ def test_edit_assets_are_read_like_every_image(tmp_path):
         augment.EditAssets(backgrounds=[tmp_path / "bomb.png"]).pick("background", rng)
     Image.new("LA", (4, 4), (90, 100)).save(tmp_path / "la.png")
     assert np.asarray(load_image(tmp_path / "la.png", alpha=True))[0, 0].tolist() == [90, 90, 90, 100]
+
+
+# ------------------------------------------------------------------ bounded resolution (defect 13)
+@pytest.fixture(scope="module")
+def large_jpeg(tmp_path_factory):
+    """A 12-megapixel JPEG, and the same picture shrunk to 512 pixels as a PNG."""
+    folder = tmp_path_factory.mktemp("large")
+    big = _picture(11, (4000, 3000))
+    big.save(folder / "big.jpg", quality=95)
+    big.thumbnail((512, 512), Image.BICUBIC)
+    big.save(folder / "small.png")
+    return folder / "big.jpg", folder / "small.png"
+
+
+def test_pdq_hashes_a_large_image_at_a_bounded_resolution(large_jpeg, monkeypatch):
+    import pdqhash
+    shapes, compute = [], pdqhash.compute
+    monkeypatch.setattr(pdqhash, "compute", lambda a: shapes.append(a.shape) or compute(a))
+    h = descriptors.pdq(list(large_jpeg))
+    assert shapes == [(384, 512, 3), (384, 512, 3)]                 # never the 4000x3000 array
+    assert np.unpackbits(h[0] ^ h[1]).sum() <= 8                    # the large image's hash ~ its small copy's
+
+
+def test_every_global_method_reads_a_bounded_image(large_jpeg, monkeypatch):
+    sizes = []
+
+    def spy(path, *args, **kwargs):
+        im = load_image(path, *args, **kwargs)
+        sizes.append(im.size)
+        return im
+    monkeypatch.setattr(descriptors, "load_image", spy)
+    monkeypatch.setattr(models, "load_image", spy)
+    for method in ("thumbnail", "colour_hist", "gist", "phash", "pdq"):
+        descriptors.METHODS[method].fn([large_jpeg[0]])
+    models._ImageFiles([large_jpeg[0]], 224, models.LITE0_MEAN, models.LITE0_STD)[0]
+    monkeypatch.setattr(keypoints, "load_image", spy)
+    keypoints.sift(large_jpeg[0])
+    assert sizes == [(DESCRIBE_MAX_SIDE, 384)] * 7
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures the peak memory with Linux /proc")
+def test_a_large_jpeg_is_never_decoded_at_full_size(large_jpeg):
+    code = ("import sys; from isc_helpers import descriptors\n"
+            "def peak_kib(): return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
+            "descriptors.pdq([sys.argv[2]])\n"                          # pdqhash and the libraries loaded
+            "open('/proc/self/clear_refs', 'w').write('5')\n"            # the peak starts again from here
+            "before = peak_kib(); descriptors.pdq([sys.argv[1]]); print(peak_kib() - before)")
+    grown_kib = int(subprocess.run([sys.executable, "-c", code, *map(str, large_jpeg)], capture_output=True, text=True,
+                                   check=True).stdout)
+    assert grown_kib < 100_000           # was ~365 MB for these 12 megapixels (3.35 GB for 108)
+    small = load_image(large_jpeg[0], max_side=512)
+    assert small.size == (512, 384) and small.mode == "RGB"
+    assert load_image(large_jpeg[1], max_side=512).tobytes() == load_image(large_jpeg[1]).tobytes()   # within: as is
