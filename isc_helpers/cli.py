@@ -1,6 +1,6 @@
 """Command-line entry point ``isc-course``: argument parsing only; the work is done by the
 package's modules (``run`` by :mod:`isc_helpers.pipeline`, ``train`` by :mod:`isc_helpers.training`,
-``find-copies`` by :mod:`isc_helpers.collection`)."""
+``find-copies`` by :mod:`isc_helpers.collection` and :mod:`isc_helpers.report`)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import checks, collection, data, descriptors, minidisc, pipeline, training, transfer
+from . import checks, collection, data, descriptors, minidisc, pipeline, report, training, transfer
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
@@ -84,9 +84,10 @@ def _find_copies_parser(sub) -> None:
     f.add_argument("--threshold", type=float, default=None,
                    help="raw-score threshold for decision=copy (not a calibrated probability yet); default per "
                         "method: " + ", ".join(f"{m} {t:g}" for m, (t, _) in collection.DEFAULT_THRESHOLDS.items()))
-    f.add_argument("--out", default=None, help="output folder: pairs.csv and, for one folder, groups.csv "
+    f.add_argument("--out", default=None, help="output folder: pairs.csv, report.html and, for one folder, groups.csv "
                    "(default: print the accepted pairs)")
-    f.add_argument("--overwrite", action="store_true", help="replace pairs.csv and groups.csv of an earlier run")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace pairs.csv, groups.csv and report.html of an earlier run")
     f.add_argument("--skip-bad-images", action="store_true", help="leave unreadable images out instead of stopping")
 
 
@@ -214,12 +215,24 @@ def _find_copies_work(args):
     threshold = args.threshold if args.threshold is not None else collection.default_threshold(args.method)
     if args.out:
         collection.check_out(args.out, args.overwrite)
+        report.check_target(args.out, args.overwrite)
     pairs = collection.find_copies(args.folder, args.queries, args.references, method=args.method, k=args.k,
                                    skip_bad=args.skip_bad_images)
     written = {}
     if args.out:
         written = collection.write_outputs(args.out, pairs, threshold, args.folder is not None, args.overwrite)
+        written["report"] = _find_copies_report(args, pairs, threshold)
     return pairs, threshold, written
+
+
+def _find_copies_report(args, pairs, threshold):
+    """OUT/report.html of `isc-course find-copies`: thumbnails read from the folders searched."""
+    roots = {side: Path(folder).expanduser() for side, folder in
+             (("query", args.folder or args.queries), ("reference", args.folder or args.references))}
+    where = args.folder or f"{args.queries} in {args.references}"
+    return report.write_report(collection.decide(pairs, threshold), lambda side, image_id: roots[side] / image_id,
+                               Path(args.out) / report.REPORT_FILE, title=f"Copies: {where} ({args.method})",
+                               threshold=threshold)
 
 
 def _find_copies(args) -> int:

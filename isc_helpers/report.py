@@ -1,0 +1,153 @@
+"""``report.html``: the pairs of a copy search as one self-contained page (issue 16).
+
+:func:`write_report` writes one HTML file with nothing outside it: per pair a row with the two
+images side by side (JPEG thumbnails of at most :data:`THUMB_SIDE` px, embedded as base64 data
+URIs), their names, the score, the decision and the stage that gave the score; best score first.
+Large results are split into pages of ``page_size`` pairs inside the one file, switched by a small
+inline script (without scripts, the first page shows). At most ``max_pairs`` pairs are embedded
+(the page says so when more were found; ``pairs.csv`` holds them all).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io as _bytes_io
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import io
+from .collection import decide
+from .images import ImageError, load_image
+
+REPORT_FILE = "report.html"
+THUMB_SIDE = 160
+MAX_PAIRS = 2000
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}
+td.img{width:164px;text-align:center}td.img img{max-width:160px;max-height:160px}
+.name{font-family:monospace;font-size:90%;max-width:16em;word-break:break-all}
+tr.copy td.decision{color:#0a6b2d;font-weight:bold}.missing{color:#a00;font-size:85%}
+nav button{margin:0 2px}nav button.current{font-weight:bold}.note{color:#555}
+"""
+
+# shows page n (1-based); every nav has one button per page
+_SCRIPT = """
+function showPage(n){
+  document.querySelectorAll('section.page').forEach(function(s){s.hidden=(s.dataset.page!=String(n));});
+  document.querySelectorAll('nav.pager button').forEach(function(b){
+    b.classList.toggle('current', b.dataset.page==String(n));});
+}
+document.querySelectorAll('nav.pager button').forEach(function(b){
+  b.addEventListener('click', function(){showPage(b.dataset.page);});});
+"""
+
+
+def thumbnail_uri(path) -> str | None:
+    """A JPEG data URI of the image at ``path`` (upright, longer side at most :data:`THUMB_SIDE`),
+    or None when it cannot be read."""
+    try:
+        im = load_image(path, max_side=THUMB_SIDE)
+    except (ImageError, OSError):
+        return None
+    buf = _bytes_io.BytesIO()
+    im.save(buf, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _image_cell(side: str, image_id: str, resolve_path, thumbs: dict) -> str:
+    key = (side, image_id)
+    if key not in thumbs:
+        thumbs[key] = thumbnail_uri(resolve_path(side, image_id))
+    name = html.escape(str(image_id))
+    img = (f'<img src="{thumbs[key]}" alt="{name}" loading="lazy">' if thumbs[key]
+           else '<span class="missing">cannot be read</span>')
+    return f'<td class="img">{img}</td><td class="name">{name}</td>'
+
+
+def _row(n: int, pair, resolve_path, thumbs: dict) -> str:
+    decision = str(pair.decision)
+    cells = (f"<td>{n}</td>" + _image_cell("query", pair.query, resolve_path, thumbs)
+             + _image_cell("reference", pair.reference, resolve_path, thumbs)
+             + f"<td>{float(pair.score):.4g}</td><td class=\"decision\">{html.escape(decision)}</td>"
+             + f"<td>{html.escape(str(pair.stage))}</td>")
+    cls = "copy" if decision == "copy" else "other"
+    return f'<tr class="{cls}">{cells}</tr>'
+
+
+def _page(number: int, rows: list[str]) -> str:
+    head = ("<tr><th>#</th><th>query</th><th></th><th>reference</th><th></th><th>score</th>"
+            "<th>decision</th><th>stage</th></tr>")
+    hidden = "" if number == 1 else " hidden"
+    return (f'<section class="page" data-page="{number}"{hidden}><table><thead>{head}</thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></section>')
+
+
+def _pager(n_pages: int) -> str:
+    if n_pages <= 1:
+        return ""
+    buttons = "".join(f'<button type="button" data-page="{p}"{" class=current" if p == 1 else ""}>{p}</button>'
+                      for p in range(1, n_pages + 1))
+    return f'<nav class="pager">Page: {buttons}</nav>'
+
+
+def _header(title: str, pairs: pd.DataFrame, shown: int, threshold, page_size: int, n_pages: int) -> str:
+    n_copy = int((pairs.decision == "copy").sum())
+    cut = "" if threshold is None else f" (score at least {float(threshold):g})"
+    lines = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>{len(pairs)} candidate pair(s); <b>{n_copy}</b> decided copy{cut}. "
+             f"Threshold: {'n/a' if threshold is None else f'{float(threshold):g}'} (raw score). "
+             "Sorted by score, highest first.</p>"]
+    if shown < len(pairs):
+        lines.append(f'<p class="note">Only the top {shown} of {len(pairs)} pairs are shown here; '
+                     "pairs.csv holds them all.</p>")
+    if n_pages > 1:
+        lines.append(f'<p class="note">{n_pages} pages of {page_size} pairs; use the page buttons '
+                     "(without scripts only the first page shows).</p>")
+    return "\n".join(lines)
+
+
+def render_report(pairs: pd.DataFrame, resolve_path: Callable, title: str = "Copy detection report",
+                  page_size: int = 100, threshold: float | None = None, max_pairs: int = MAX_PAIRS) -> str:
+    """The HTML text of :func:`write_report`."""
+    if page_size < 1:
+        raise ValueError(f"page_size must be at least 1, not {page_size}")
+    if "decision" not in pairs:
+        if threshold is None:
+            raise ValueError("pairs have no decision column; give a threshold")
+        pairs = decide(pairs, threshold)
+    if "stage" not in pairs:
+        pairs = pairs.assign(stage="")
+    ordered = pairs.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    shown = ordered.head(max_pairs)
+    thumbs: dict = {}
+    rows = [_row(n + 1, p, resolve_path, thumbs) for n, p in enumerate(shown.itertuples(index=False))]
+    pages = [_page(i // page_size + 1, rows[i:i + page_size]) for i in range(0, max(len(rows), 1), page_size)]
+    pager = _pager(len(pages))
+    body = _header(title, ordered, len(shown), threshold, page_size, len(pages)) + pager + "".join(pages) + pager
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head>\n<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")
+
+
+def write_report(pairs: pd.DataFrame, resolve_path: Callable, out_path, title: str = "Copy detection report",
+                 page_size: int = 100, threshold: float | None = None, max_pairs: int = MAX_PAIRS) -> Path:
+    """Write ``report.html`` for ``pairs`` (columns query, reference, score and, when present,
+    decision and stage; without decision, ``threshold`` decides) to ``out_path``; returns it.
+
+    ``resolve_path(side, image_id)``: the file of an image, ``side`` being "query" or
+    "reference". An image that cannot be read shows as such; the report is still written.
+    """
+    text = render_report(pairs, resolve_path, title, page_size, threshold, max_pairs)
+    out_path = Path(out_path)
+    io.atomic_write(out_path, lambda t: Path(t).write_text(text, encoding="utf-8"))
+    return out_path
+
+
+def check_target(out, overwrite: bool) -> None:
+    """Refuse to replace an earlier run's report in ``out`` unless ``overwrite``."""
+    if (Path(out) / REPORT_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds {REPORT_FILE}; pass --overwrite to replace it, or choose "
+                              "another --out.")

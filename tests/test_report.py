@@ -1,0 +1,142 @@
+"""report.html of a copy search (issue 16): isc_helpers.report, on tiny images made here, and the page
+opened in headless Chromium (the browser check of tests/test_browser.py: same browser, same skip)."""
+import os
+import re
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from isc_helpers import report
+from test_browser import CHROMIUM, _missing
+
+EVIL = "x<script>alert(1)</script>.png"       # a subfolder "x<script>alert(1)<" holding "script>.png"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _images(root, n: int) -> list[str]:
+    names = [f"img_{i:03d}.jpg" for i in range(n - 1)] + [EVIL]
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (400, 240), ((37 * i) % 256, (91 * i) % 256, 128)).save(root / name)
+    return names
+
+
+def _pairs(names: list[str], n_pairs: int) -> pd.DataFrame:
+    rows = [(names[i % len(names)], names[(i + 1) % len(names)], (i * 7919 % n_pairs) / n_pairs)
+            for i in range(n_pairs)]
+    pairs = pd.DataFrame(rows, columns=["query", "reference", "score"])
+    return pairs.assign(decision=["copy" if s >= 0.5 else "not copy" for s in pairs.score], stage="global")
+
+
+def _write(tmp_path, n_pairs: int, page_size: int = 100, **kw):
+    root = tmp_path / "photos"
+    root.mkdir(parents=True)
+    names = _images(root, 6)
+    pairs = _pairs(names, n_pairs)
+    out = report.write_report(pairs, lambda side, image_id: root / image_id, tmp_path / "out" / "report.html",
+                              title="Test <report>", page_size=page_size, threshold=0.5, **kw)
+    return pairs, out, out.read_text(encoding="utf-8")
+
+
+def test_rows_thumbnails_sorted_and_header(tmp_path):
+    pairs, out, text = _write(tmp_path, 12)
+    assert out.name == "report.html" and text.startswith("<!DOCTYPE html>")
+    assert text.count("<tr class=") == 12
+    srcs = re.findall(r'<img src="([^"]*)"', text)
+    assert len(srcs) == 24 and all(s.startswith("data:image/jpeg;base64,") for s in srcs)
+    assert "http://" not in text and "https://" not in text                   # self-contained
+    scores = [float(s) for s in re.findall(r"</td><td>([0-9.e+-]+)</td><td class=\"decision\">", text)]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 12
+    n_copy = int((pairs.decision == "copy").sum())
+    assert f"12 candidate pair(s); <b>{n_copy}</b> decided copy" in text and "Threshold: 0.5" in text
+    assert "Test &lt;report&gt;" in text
+
+
+def test_thumbnail_at_most_160px(tmp_path):
+    import base64
+    import io
+    _, _, text = _write(tmp_path, 3)
+    src = re.search(r'<img src="data:image/jpeg;base64,([^"]*)"', text).group(1)
+    im = Image.open(io.BytesIO(base64.b64decode(src)))
+    assert im.format == "JPEG" and max(im.size) == report.THUMB_SIDE
+
+
+def test_file_names_are_escaped(tmp_path):
+    _, _, text = _write(tmp_path, 12)
+    assert "<script>alert" not in text
+    assert "x&lt;script&gt;alert(1)&lt;/script&gt;.png" in text
+    assert text.count("<script>") == 1                                         # the report's own pager
+
+
+def test_paging_and_cap(tmp_path):
+    _, _, text = _write(tmp_path, 250, page_size=100)
+    assert text.count('<section class="page"') == 3
+    assert text.count(" hidden>") == 2 and "3 pages of 100 pairs" in text
+    sections = re.findall(r'<section class="page".*?</section>', text, flags=re.S)
+    assert [s.count("<tr class=") for s in sections] == [100, 100, 50]
+    capped = _write(tmp_path / "capped", 30, page_size=10, max_pairs=25)[2]
+    assert capped.count("<tr class=") == 25 and "Only the top 25 of 30 pairs" in capped
+
+
+def test_unreadable_image_and_no_decision(tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    pairs = pd.DataFrame({"query": ["bad.jpg"], "reference": ["gone.png"], "score": [0.9]})
+    out = report.write_report(pairs, lambda side, i: tmp_path / i, tmp_path / "r.html", threshold=0.5)
+    text = out.read_text()
+    assert text.count("cannot be read") == 2 and "<b>1</b> decided copy" in text
+    with pytest.raises(ValueError, match="threshold"):
+        report.render_report(pairs, lambda side, i: tmp_path / i)
+
+
+def test_report_renders_in_chromium(tmp_path):
+    if CHROMIUM is None:
+        _missing("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright Python package")
+    _, out, _ = _write(tmp_path, 150, page_size=100)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(out.as_uri())
+            assert page.locator("section.page:visible tbody tr").count() == 100
+            img = page.locator("section.page:visible img").first
+            assert img.evaluate("e => e.complete && e.naturalWidth") == report.THUMB_SIDE
+            page.locator("nav.pager").first.locator("button", has_text="2").click()
+            assert page.locator("section.page:visible tbody tr").count() == 50
+            page.screenshot(path=os.environ.get("ISC_BROWSER_SCREENSHOT") or str(tmp_path / "report.png"))
+            assert not errors, f"errors in the page: {errors[:3]}"
+        finally:
+            browser.close()
+
+
+def test_cli_writes_report_next_to_pairs(tmp_path, capsys):
+    from isc_helpers import cli
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = _images(folder, 4)
+    (folder / "sub").mkdir()
+    Image.open(folder / names[0]).resize((200, 120)).save(folder / "sub" / "copy of img_000.png")
+    out = tmp_path / "out"
+    args = ["find-copies", str(folder), "--method", "phash", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+    text = (out / "report.html").read_text()
+    assert text.count("<tr class=") == len(pd.read_csv(out / "pairs.csv")) > 0
+    assert "sub/copy of img_000.png" in text and "x&lt;script&gt;" in text and "<script>alert" not in text
+    for f in ("pairs.csv", "groups.csv"):
+        (out / f).unlink()
+    assert cli.main(args) == 2                                   # an earlier report alone is not replaced
+    assert "report.html" in capsys.readouterr().err and not (out / "pairs.csv").exists()
+    assert cli.main(args + ["--overwrite"]) == 0
