@@ -9,6 +9,7 @@ is skipped unless ``ISC_REQUIRE_BROWSER=1`` (CI sets it) makes a missing browser
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -31,6 +32,24 @@ def _missing(what: str):
     if os.environ.get("ISC_REQUIRE_BROWSER", "") == "1":
         pytest.fail(f"browser check needs {what} (ISC_REQUIRE_BROWSER=1)")
     pytest.skip(f"browser check skipped: {what} not available (Debian: apt-get install chromium)")
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    """A headless Chromium browser (playwright), or skip/fail as _missing says."""
+    if CHROMIUM is None:
+        _missing("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright Python package")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def _free_port() -> int:
@@ -81,46 +100,35 @@ def lab(tmp_path):
 
 
 def test_playground_widget_renders_in_jupyterlab(lab, mini):
-    if CHROMIUM is None:
-        _missing("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright Python package")
     url, token = lab
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}/lab/tree/{LESSON}?token={token}&reset", timeout=90_000)
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext.session",
-                                   timeout=90_000)
-            page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready")
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            panel = page.wait_for_selector(".isc-playground", timeout=150_000)
-            # the controls and the first rendered figure are there
-            page.wait_for_selector(".isc-playground .widget-slider", timeout=30_000)
-            page.wait_for_selector(".isc-playground img", timeout=60_000)
-            text = page.inner_text(".jp-NotebookPanel")
-            assert "Error displaying widget" not in text, "the playground widget failed to render"
-            assert panel.is_visible()
-            if os.environ.get("ISC_BROWSER_SCREENSHOT"):
-                panel.scroll_into_view_if_needed()
-                page.screenshot(path=os.environ["ISC_BROWSER_SCREENSHOT"])
-            # interact: one step of the seed slider goes through the kernel and redraws the log
-            log = ".isc-playground .widget-output"
-            before = page.inner_text(log)
-            assert "original now at box" in before
-            page.focus(".isc-playground .widget-slider .noUi-handle")
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function("(args) => { const e = document.querySelector(args[0]);"
-                                   " return e && e.innerText.includes('original now at box')"
-                                   " && e.innerText !== args[1]; }", arg=[log, before], timeout=60_000)
-            assert not errors, f"JavaScript errors in the page: {errors[:3]}"
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/lab/tree/{LESSON}?token={token}&reset", timeout=90_000)
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                               "&& window.jupyterapp.shell.currentWidget.sessionContext "
+                               "&& window.jupyterapp.shell.currentWidget.sessionContext.session",
+                               timeout=90_000)
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready")
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        panel = page.wait_for_selector(".isc-playground", timeout=150_000)
+        # the controls and the first rendered figure are there
+        page.wait_for_selector(".isc-playground .widget-slider", timeout=30_000)
+        page.wait_for_selector(".isc-playground img", timeout=60_000)
+        text = page.inner_text(".jp-NotebookPanel")
+        assert "Error displaying widget" not in text, "the playground widget failed to render"
+        assert panel.is_visible()
+        if os.environ.get("ISC_BROWSER_SCREENSHOT"):
+            panel.scroll_into_view_if_needed()
+            page.screenshot(path=os.environ["ISC_BROWSER_SCREENSHOT"])
+        # interact: one step of the seed slider goes through the kernel and redraws the log
+        log = ".isc-playground .widget-output"
+        before = page.inner_text(log)
+        assert "original now at box" in before
+        page.focus(".isc-playground .widget-slider .noUi-handle")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("(args) => { const e = document.querySelector(args[0]);"
+                               " return e && e.innerText.includes('original now at box')"
+                               " && e.innerText !== args[1]; }", arg=[log, before], timeout=60_000)
+        assert not errors, f"JavaScript errors in the page: {errors[:3]}"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from isc_helpers import report
-from test_browser import CHROMIUM, _missing
+from test_browser import headless_chromium
 
 EVIL = "x<script>alert(1)</script>.png"       # a subfolder "x<script>alert(1)<" holding "script>.png"
 
@@ -94,31 +94,20 @@ def test_unreadable_image_and_no_decision(tmp_path):
 
 
 def test_report_renders_in_chromium(tmp_path):
-    if CHROMIUM is None:
-        _missing("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright Python package")
     _, out, _ = _write(tmp_path, 150, page_size=100)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(out.as_uri())
-            assert page.locator("section.page:visible tbody tr").count() == 100
-            img = page.locator("section.page:visible img").first
-            assert img.evaluate("e => e.complete && e.naturalWidth") == report.THUMB_SIDE
-            page.locator("nav.pager").first.locator("button", has_text="2").click()
-            assert page.locator("section.page:visible tbody tr").count() == 50
-            page.screenshot(path=os.environ.get("ISC_BROWSER_SCREENSHOT") or str(tmp_path / "report.png"))
-            assert not errors, f"errors in the page: {errors[:3]}"
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(out.as_uri())
+        assert page.locator("section.page:visible tbody tr").count() == 100
+        img = page.locator("section.page:visible img").first
+        assert img.evaluate("e => e.complete && e.naturalWidth") == report.THUMB_SIDE
+        page.locator("nav.pager").first.locator("button", has_text="2").click()
+        assert page.locator("section.page:visible tbody tr").count() == 50
+        page.screenshot(path=os.environ.get("ISC_BROWSER_SCREENSHOT") or str(tmp_path / "report.png"))
+        assert not errors, f"errors in the page: {errors[:3]}"
 
 
 def test_cli_writes_report_next_to_pairs(tmp_path, capsys):
