@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -141,6 +142,9 @@ def _check_json_target(args) -> None:
         if target == Path(getattr(args, what)).resolve():
             raise ValueError(f"--json {args.json} is the {what.replace('_', ' ')} file given as input; "
                              "choose another name for the figures.")
+    if target.exists() and not target.is_file():
+        raise ValueError(f"--json {args.json} is not a regular file (a folder, device, pipe or socket); "
+                         "give the name of a file to write the figures to.")
     if target.exists() and not args.overwrite:
         raise FileExistsError(f"--json {args.json} exists; pass --overwrite to replace it, or choose another name.")
 
@@ -213,6 +217,8 @@ def _run(args) -> int:
 def _find_copies_work(args):
     """(pairs, threshold, files written) of `isc-course find-copies`; every input checked before the search."""
     threshold = args.threshold if args.threshold is not None else collection.default_threshold(args.method)
+    if not math.isfinite(threshold):
+        raise ValueError(f"--threshold must be a finite number, got {args.threshold}.")
     if args.out:
         collection.check_out(args.out, args.overwrite)
         report.check_target(args.out, args.overwrite)

@@ -188,6 +188,8 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     ``train``: the dataset whose training images fit the calibrations of methods that need them
     (default: the profile's mini-DISC, built on first use).
     """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"--k must be a whole number of at least 1, got {k}.")
     pipe = pipeline.get_pipeline(method)
     qs, rs = _collections(folder, queries, references, skip_bad)
     if pipe.needs_train and train is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -324,8 +325,8 @@ def _shard_is_current(path: Path, ids: list[str], fps: list[str]) -> bool:
     try:
         with np.load(path) as z:
             return "fps" in z and list(z["ids"]) == list(ids) and list(z["fps"]) == list(fps)
-    except (OSError, ValueError, KeyError):
-        return False                    # unreadable (e.g. a foreign file): describe again
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return False                    # unreadable (a foreign or damaged file): describe again
 
 
 def _write_shards(ds, method, kind, folder: Path, shard_size: int, todo: list[int], fps: list[str],

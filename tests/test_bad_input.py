@@ -500,3 +500,35 @@ def test_a_large_jpeg_is_never_decoded_at_full_size(large_jpeg):
     small = load_image(large_jpeg[0], max_side=512)
     assert small.size == (512, 384) and small.mode == "RGB"
     assert load_image(large_jpeg[1], max_side=512).tobytes() == load_image(large_jpeg[1]).tobytes()   # within: as is
+
+
+# ------------------------------------------------------------------ found by a hostile-input probe
+def test_evaluate_never_replaces_a_pipe_or_device(tmp_path, capsys):
+    p, gt = _two_csvs(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert cli.main(["evaluate", str(p), str(gt), "--json", str(fifo), "--overwrite"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    assert fifo.is_fifo()                                          # still the user's pipe
+
+
+def test_damaged_shard_is_described_again(coll, tmp_path):
+    ds = data.open_folder(coll)
+    first = descriptors.extract_sharded(ds, "thumbnail", "query", tmp_path / "d", shard_size=2, progress=False)
+    shards = sorted((tmp_path / "d").rglob("shard-*.npz"))
+    shards[0].write_bytes(b"garbage")                              # not a zip file any more
+    shards[1].write_bytes(shards[1].read_bytes()[:100])            # truncated
+    again = descriptors.extract_sharded(data.open_folder(coll), "thumbnail", "query", tmp_path / "d", shard_size=2,
+                                        progress=False)
+    assert np.allclose(again.x, first.x)
+
+
+@pytest.mark.parametrize("extra,message", [(["--k", "0"], "got 0"), (["--k", "-3"], "got -3"),
+                                           (["--threshold", "nan"], "finite")])
+def test_find_copies_checks_k_and_threshold(tmp_path, capsys, extra, message):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in range(3):
+        _picture(i).save(folder / f"IMG_{i}.png")
+    assert cli.main(["find-copies", str(folder), "--method", "phash", *extra]) == 2
+    assert message in capsys.readouterr().err

@@ -24,7 +24,7 @@ def test_ground_truth_roundtrip_and_errors(tmp_path):
     with pytest.raises(io.FormatError, match="query_id,reference_id"):
         io.read_ground_truth(tmp_path / "bad.csv")
     (tmp_path / "dup.csv").write_text("query_id,reference_id\nQ00000,R000001\nQ00000,R000002\n")
-    with pytest.raises(io.FormatError, match="twice"):
+    with pytest.raises(io.FormatError, match="more than one row"):
         io.read_ground_truth(tmp_path / "dup.csv")
 
 
