@@ -153,8 +153,11 @@ def _evaluate(args) -> int:
     try:
         if args.json:
             _check_json_target(args)
-        ev = evaluate(read_predictions(args.predictions), read_ground_truth(args.ground_truth),
-                      args.convention, validate=False)
+        preds, gt = read_predictions(args.predictions), read_ground_truth(args.ground_truth)
+        if not (gt.reference_id.astype(str) != "").any():
+            raise ValueError(f"{args.ground_truth} lists no copy pair (every reference_id is empty), so µAP "
+                             "and recall are undefined; give the ground truth that names the copies' references.")
+        ev = evaluate(preds, gt, args.convention, validate=False)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
     except OSError as err:
@@ -306,6 +309,11 @@ COMMANDS = {"check": lambda args: checks.main(), "build-data": _build_data, "eva
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.cmd != "check":                 # an unknown ISC_PROFILE is an error before any work
+        try:
+            get_profile()
+        except ValueError as err:
+            return _error(err)
     return COMMANDS[args.cmd](args)
 
 

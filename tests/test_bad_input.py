@@ -532,3 +532,17 @@ def test_find_copies_checks_k_and_threshold(tmp_path, capsys, extra, message):
         _picture(i).save(folder / f"IMG_{i}.png")
     assert cli.main(["find-copies", str(folder), "--method", "phash", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_ground_truth_without_copies(tmp_path, capsys):
+    p, _ = _two_csvs(tmp_path)
+    (tmp_path / "none.csv").write_text("query_id,reference_id\n")
+    assert cli.main(["evaluate", str(p), str(tmp_path / "none.csv")]) == 2
+    assert "no copy pair" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", [["methods"], ["find-copies", "nowhere"], ["evaluate", "a.csv", "b.csv"]])
+def test_unknown_profile_refused_by_every_command(monkeypatch, capsys, cmd):
+    monkeypatch.setenv("ISC_PROFILE", "bogus")
+    assert cli.main(cmd) == 2
+    assert "Unknown profile 'bogus'" in capsys.readouterr().err
