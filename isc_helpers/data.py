@@ -199,7 +199,8 @@ class Dataset:
 def _list_images(folder: Path, kind: str) -> dict[str, Path]:
     """{id: path} of the images in a folder, listed once; stray files are an error."""
     if not folder.is_dir():
-        raise DatasetError(f"{kind} folder {folder} does not exist.")
+        raise DatasetError(f"{kind} folder {folder} " + ("is a file; give the folder that holds the images."
+                                                         if folder.exists() else "does not exist."))
     names = [p for p in folder.iterdir() if not p.name.startswith(".")]
     ids, odd = {}, []
     pat = iio.ID_PATTERNS[kind]
@@ -269,7 +270,8 @@ def from_folders(queries: str | Path, references: str | Path, train: str | Path 
     q, r = Path(queries), Path(references)
     for folder, what in ((q, "query"), (r, "reference"), (Path(train) if train else None, "training")):
         if folder is not None and not folder.is_dir():
-            raise DatasetError(f"The {what} folder {folder} does not exist.")
+            raise DatasetError(f"The {what} folder {folder} " + ("is a file; give the folder that holds the images."
+                                                                 if folder.exists() else "does not exist."))
     if ground_truth is not None and not Path(ground_truth).is_file():
         raise DatasetError(f"The ground-truth file {ground_truth} does not exist.")
     return Dataset(name or f"{q.parent.name or q.name}", q.parent, q, r, Path(train) if train else None,

@@ -546,3 +546,17 @@ def test_unknown_profile_refused_by_every_command(monkeypatch, capsys, cmd):
     monkeypatch.setenv("ISC_PROFILE", "bogus")
     assert cli.main(cmd) == 2
     assert "Unknown profile 'bogus'" in capsys.readouterr().err
+
+
+def test_run_refuses_a_ground_truth_without_copies(coll, tmp_path, capsys):
+    (tmp_path / "none.csv").write_text("query_id,reference_id\n")
+    assert run("--queries", coll / "query", "--references", coll / "reference", "--gt", tmp_path / "none.csv",
+               "--method", "thumbnail", "--out", tmp_path / "o") == 2
+    assert "no copy pair" in capsys.readouterr().err and not (tmp_path / "o" / "predictions.csv").exists()
+
+
+def test_a_file_given_as_a_folder_is_named_as_a_file(coll, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert run("--queries", coll / "query", "--references", tmp_path / "afile", "--method", "thumbnail",
+               "--out", tmp_path / "o") == 2
+    assert "is a file" in capsys.readouterr().err
