@@ -15,7 +15,7 @@ from . import checks, collection, data, descriptors, minidisc, pipeline, report,
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
-from .io import FormatError, atomic_write, read_ground_truth, read_predictions
+from .io import FormatError, atomic_write, read_ground_truth, read_predictions, require_copies
 from .metrics import evaluate
 from .profile import get_profile
 
@@ -154,9 +154,7 @@ def _evaluate(args) -> int:
         if args.json:
             _check_json_target(args)
         preds, gt = read_predictions(args.predictions), read_ground_truth(args.ground_truth)
-        if not (gt.reference_id.astype(str) != "").any():
-            raise ValueError(f"{args.ground_truth} lists no copy pair (every reference_id is empty), so µAP "
-                             "and recall are undefined; give the ground truth that names the copies' references.")
+        require_copies(gt, args.ground_truth)
         ev = evaluate(preds, gt, args.convention, validate=False)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)

@@ -278,3 +278,10 @@ def read_descriptors(path: str | Path, max_dim: int | None = MAX_DIM):
         if ids != sorted(ids):
             raise FormatError(f"{path}: {kind}_ids are not sorted; the official layout sorts rows by id.")
     return q, qids, r, rids
+
+
+def require_copies(gt: pd.DataFrame, path) -> None:
+    """Refuse a ground truth that names no copy pair: µAP and recall would be undefined."""
+    if not (gt.reference_id.astype(str) != "").any():
+        raise FormatError(f"{path} lists no copy pair (every reference_id is empty), so µAP and recall are "
+                          "undefined; give the ground truth that names the copies' references.")

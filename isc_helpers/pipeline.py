@@ -25,7 +25,6 @@ import pandas as pd
 
 from . import descriptors, io, keypoints, local_global, metrics, minidisc, normalize, overlays, search, tasks, verify
 from .cache import dataset_file
-from .data import DatasetError
 from .device import rank_world
 from .images import check_image, unreadable_images_error
 
@@ -489,9 +488,8 @@ def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", sha
     check_settings(ds, pipe, k, index, shard_size)
     check_output(ds, out, overwrite)
     gt = ds.ground_truth() if ds.gt_path is not None else None
-    if gt is not None and not (gt.reference_id.astype(str) != "").any():
-        raise DatasetError(f"{ds.gt_path} lists no copy pair (every reference_id is empty), so µAP and recall "
-                           "are undefined; give the ground truth that names the copies' references, or none.")
+    if gt is not None:
+        io.require_copies(gt, ds.gt_path)
     check_images(ds, _kinds(ds, pipe), skip_bad_images)
     rank = rank_world()[0]
     lock = output_lock(out, overwrite) if rank == 0 else contextlib.nullcontext()

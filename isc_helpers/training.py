@@ -109,15 +109,16 @@ def val_editors(cfg: TrainConfig) -> list[str]:
     return names
 
 
-def make_validation(ds, val_ids, seed: int, side: int = 256, editor: str = "augly"):
+def make_validation(ds, val_ids, seed: int, side: int = 256, editor: str = "augly", images=None):
     """A small copy-detection task built from held-out *training* images (never the queries).
 
     Half of the held-out images are references; each gets one edited copy as a query; the
     other half, edited the same way, are distractor queries. ``editor`` makes the queries:
     ``augly`` (the edits training uses) or ``transfer`` (a generator training never sees,
-    which predicts how a descriptor does on other edits). Returns (refs, queries, gt).
+    which predicts how a descriptor does on other edits). ``images``: the held-out images
+    already loaded at ``side`` (one decoding serves every editor). Returns (refs, queries, gt).
     """
-    images = _load_small(ds, val_ids, side)
+    images = images if images is not None else _load_small(ds, val_ids, side)
     half = len(images) // 2
     assets = minidisc.edit_assets("training")
     refs = images[:half]
@@ -293,7 +294,10 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
             print(f"resuming from step {start} ({out_dir / 'last.pt'})")
     model = net if world == 1 else nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
-    val = {e: make_validation(ds, val_ids, cfg.seed, cfg.image_side, e) for e in val_editors(cfg)} if rank == 0 else None
+    val = None
+    if rank == 0:
+        held_out = _load_small(ds, val_ids, cfg.image_side)
+        val = {e: make_validation(ds, val_ids, cfg.seed, cfg.image_side, e, held_out) for e in val_editors(cfg)}
     if rank == 0 and start == 0:
         history.append({"step": 0, **validation_entry(net, val, cfg.stage(cfg.steps - 1)[0], device)})
     run = dict(rank=rank, world=world, device=device, net=net, model=model, old_net=old_net, objective=objective,
