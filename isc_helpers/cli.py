@@ -15,7 +15,7 @@ from . import checks, collection, data, descriptors, minidisc, pipeline, report,
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
-from .io import FormatError, atomic_write, read_ground_truth, read_predictions, require_copies
+from .io import FormatError, atomic_write, query_coverage, read_ground_truth, read_predictions, require_copies
 from .metrics import evaluate
 from .profile import get_profile
 
@@ -155,17 +155,20 @@ def _evaluate(args) -> int:
             _check_json_target(args)
         preds, gt = read_predictions(args.predictions), read_ground_truth(args.ground_truth)
         require_copies(gt, args.ground_truth)
+        notes = query_coverage(preds.query_id, gt, "predictions", args.ground_truth)
         ev = evaluate(preds, gt, args.convention, validate=False)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
     except OSError as err:
         return _error(f"{err}; check that both files can be read.")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(ev)
     if args.json:
         try:
             atomic_write(Path(args.json), lambda t: Path(t).write_text(json.dumps(ev.as_dict(), indent=1)))
         except OSError as err:
-            return _error(f"cannot write --json {args.json} ({type(err).__name__}: {err}); choose a file in a "
+            return _error(f"cannot write --json {args.json} ({err.strerror or type(err).__name__}); choose a file in a "
                           "folder you can write to.")
     return 0
 
@@ -177,10 +180,23 @@ def _dataset(args) -> data.Dataset:
             raise data.DatasetError(f"--data reads the folder's own query, reference and training images and "
                                     f"ground truth, so {' and '.join(given)} would be ignored: give either --data "
                                     "FOLDER alone, or --queries and --references (plus --train, --gt) without --data.")
-        return data.open_folder(args.data)
+        ds = data.open_folder(args.data)
+        if ds.gt_path is None:
+            _note_unused_csv(ds.root)
+        return ds
     if args.queries and args.references:
         return data.from_folders(args.queries, args.references, args.train, args.gt)
     raise data.DatasetError("Give --data FOLDER, or --queries and --references (plus optional --train, --gt).")
+
+
+def _note_unused_csv(root: Path) -> None:
+    """Say so when a --data folder has no ground truth under a recognised name but holds a CSV."""
+    known = {"edits.csv", "sources.csv"}
+    csvs = sorted(p.name for p in Path(root).glob("*.csv") if p.name not in known)
+    if csvs:
+        print(f"note: {root} has no ground_truth.csv (nor a DISC21 ground-truth name), so no metrics are computed; "
+              f"it holds {', '.join(csvs[:3])}: rename the ground truth to ground_truth.csv, or give --queries, "
+              "--references and --gt instead of --data.", file=sys.stderr)
 
 
 USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DatasetError, ImageError, FormatError,
@@ -221,8 +237,7 @@ def _find_copies_work(args):
     if not math.isfinite(threshold):
         raise ValueError(f"--threshold must be a finite number, got {args.threshold}.")
     if args.out:
-        collection.check_out(args.out, args.overwrite)
-        report.check_target(args.out, args.overwrite)
+        collection.check_out(args.out, args.overwrite, also=(report.REPORT_FILE,))
     pairs = collection.find_copies(args.folder, args.queries, args.references, method=args.method, k=args.k,
                                    skip_bad=args.skip_bad_images)
     written = {}

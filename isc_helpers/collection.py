@@ -244,12 +244,13 @@ def groups(pairs: pd.DataFrame, threshold: float) -> pd.DataFrame:
 OUTPUT_FILES = ("pairs.csv", "groups.csv")
 
 
-def check_out(out, overwrite: bool) -> None:
-    """Refuse an ``out`` that already holds outputs of an earlier run, unless ``overwrite``."""
+def check_out(out, overwrite: bool, also: tuple = ()) -> None:
+    """Refuse an ``out`` that already holds outputs of an earlier run (``OUTPUT_FILES`` and the
+    file names in ``also``, e.g. the report), unless ``overwrite``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CollectionError(f"--out {out} is a file; give a folder.")
-    there = [f for f in OUTPUT_FILES if (out / f).exists()]
+    there = [f for f in (*OUTPUT_FILES, *also) if (out / f).exists()]
     if there and not overwrite:
         raise FileExistsError(f"{out} already holds {', '.join(there)}; pass --overwrite to replace them, or "
                               "choose another --out.")

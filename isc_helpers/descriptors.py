@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import models, search
-from .cache import dataset_file, file_fingerprint as content_fingerprint
+from .cache import dataset_file, file_fingerprint
 from .checkpoints import load_descriptor
 from .device import rank_world
 from .images import DESCRIBE_MAX_SIDE, load_image
@@ -144,7 +144,7 @@ def imagenet_cnn(paths: Sequence[str | Path], size: int = 224, p: float = 3.0, b
     return models.extract(_imagenet_net(p), paths, size=size, batch_size=batch_size, progress=progress, device=device)
 
 
-def file_fingerprint(path: Path) -> str:
+def weights_sha1(path: Path) -> str:
     """The first 12 hex digits of a file's SHA-1 ("missing" when absent): a weights file's cache key."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12] if Path(path).exists() else "missing"
 
@@ -228,7 +228,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("pdq", pdq, True, "PDQ hash, 256 bits"),
     Method("imagenet_cnn", imagenet_cnn, False, "ImageNet EfficientNet-Lite0 + GeM, 1280 dims"),
     Method("trained", trained, False, "lesson 03's shipped self-supervised EfficientNet-Lite0, 256 dims",
-           lambda: file_fingerprint(shipped_checkpoint())),
+           lambda: weights_sha1(shipped_checkpoint())),
     Method("sscd", sscd, False, "optional: SSCD ResNet-50 (int8 ONNX), 512 dims"),
 ]}
 BASELINES = ("thumbnail", "colour_hist", "gist", "phash", "pdq", "imagenet_cnn")
@@ -267,7 +267,7 @@ def register_checkpoint(name: str, checkpoint: str | Path, description: str = ""
     per checkpoint content: usable by ``for_dataset``, the pipeline command and the leaderboard."""
     path = Path(checkpoint)
     register(name, functools.partial(trained, checkpoint=path), description=description or f"trained: {path.name}",
-             fingerprint=lambda: file_fingerprint(path))
+             fingerprint=lambda: weights_sha1(path))
     return name
 
 
@@ -383,7 +383,7 @@ def extract_sharded(ds, method: str, kind: str, out_dir: str | Path, shard_size:
     rank, world = rank_world()
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1 image, got {shard_size}.")
-    fps = [content_fingerprint(p) for p in ds.paths(kind)]
+    fps = [file_fingerprint(p) for p in ds.paths(kind)]
     n_shards = (len(ids) + shard_size - 1) // shard_size
     todo = [s for s in range(n_shards) if s % world == rank and not _shard_is_current(
         _shard_file(folder, s), ids[s * shard_size:(s + 1) * shard_size], fps[s * shard_size:(s + 1) * shard_size])]

@@ -285,3 +285,22 @@ def require_copies(gt: pd.DataFrame, path) -> None:
     if not (gt.reference_id.astype(str) != "").any():
         raise FormatError(f"{path} lists no copy pair (every reference_id is empty), so µAP and recall are "
                           "undefined; give the ground truth that names the copies' references.")
+
+
+def query_coverage(query_ids, gt: pd.DataFrame, what: str, path) -> list[str]:
+    """Notes on how ``query_ids`` (of the predictions, or of a dataset's queries: ``what``) meet
+    the ground truth's queries; none shared at all is an error (every figure would be zero).
+
+    DISC21's ground truth has one row per query, copies and non-copies alike; a query without a
+    row is scored as a non-copy, so a ground truth for another query set is caught here."""
+    ids = set(map(str, query_ids))
+    listed = set(gt.query_id.astype(str))
+    shared = len(ids & listed)
+    if ids and not shared:
+        raise FormatError(f"none of the {len(ids):,} query ids of the {what} (e.g. {sorted(ids)[0]}) appear in "
+                          f"{path} (e.g. {sorted(listed)[0]}): is it the ground truth of these queries "
+                          "(phase 1 dev vs phase 2 final ids)?")
+    if shared < len(ids):
+        return [f"{len(ids) - shared:,} of the {len(ids):,} queries of the {what} have no row in {path}; "
+                "they are scored as non-copies (DISC21's ground truth lists every query)"]
+    return []

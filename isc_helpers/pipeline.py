@@ -334,8 +334,12 @@ def check_settings(ds, pipe: Pipeline, k: int, index: str, shard_size: int) -> N
                          "HNSW32, IVF1024,Flat or IVF1024,PQ32 (see faiss's index_factory).") from None
     need, n = index_points_needed(index), len(ds.reference_ids)
     if need > n and not (descriptors.METHODS.get(pipe.base) and descriptors.METHODS[pipe.base].binary):
+        ivf = max([1] + [int(m) for m in re.findall(r"IVF(\d+)", index)])
+        four_bits = re.sub(r"PQ(\d+)(x\d+)?", r"PQ\1x4", index)
+        smaller = (f"fewer lists (IVF{max(1, n // 39)},Flat)" if ivf > n else
+                   f"4 bits per product-quantiser code ({four_bits}: 16 centroids per sub-space)")
         raise ValueError(f"--index {index!r} needs at least {need:,} references to train on, the collection has "
-                         f"{n:,}; use Flat (exact search) or fewer lists (IVF{max(1, n // 39)},Flat).")
+                         f"{n:,}; use Flat (exact search) or {smaller}.")
     if pipe.needs_train:
         ds.require_train()
 
@@ -487,9 +491,10 @@ def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", sha
     pipe, out = get_pipeline(method), Path(out_dir)
     check_settings(ds, pipe, k, index, shard_size)
     check_output(ds, out, overwrite)
-    gt = ds.ground_truth() if ds.gt_path is not None else None
+    gt, coverage = (ds.ground_truth() if ds.gt_path is not None else None), []
     if gt is not None:
         io.require_copies(gt, ds.gt_path)
+        coverage = io.query_coverage(ds.query_ids, gt, "dataset", ds.gt_path)
     check_images(ds, _kinds(ds, pipe), skip_bad_images)
     rank = rank_world()[0]
     lock = output_lock(out, overwrite) if rank == 0 else contextlib.nullcontext()
@@ -501,7 +506,7 @@ def run_pipeline(ds, method: str, out_dir, k: int = 10, index: str = "Flat", sha
         if rank != 0:
             return None
         ctx = Context(ds, got, k, index, stages, progress, folder,
-                      ref_bytes=got["reference"].x.nbytes / max(1, len(got["reference"].ids)))
+                      ref_bytes=got["reference"].x.nbytes / max(1, len(got["reference"].ids)), notes=coverage)
         return _search_and_write(ctx, pipe, out, gt, t_start)
 
 

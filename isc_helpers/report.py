@@ -145,9 +145,3 @@ def write_report(pairs: pd.DataFrame, resolve_path: Callable, out_path, title: s
     io.atomic_write(out_path, lambda t: Path(t).write_text(text, encoding="utf-8"))
     return out_path
 
-
-def check_target(out, overwrite: bool) -> None:
-    """Refuse to replace an earlier run's report in ``out`` unless ``overwrite``."""
-    if (Path(out) / REPORT_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds {REPORT_FILE}; pass --overwrite to replace it, or choose "
-                              "another --out.")

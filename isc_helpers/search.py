@@ -41,7 +41,7 @@ def hamming_knn(queries, references, k: int) -> tuple[np.ndarray, np.ndarray]:
     index = faiss.IndexBinaryFlat(r.shape[1] * 8)
     index.add(r)
     dist, idx = index.search(q, min(k, r.shape[0]))
-    return -dist.astype(np.float32), idx
+    return 0.0 - dist.astype(np.float32), idx          # 0 - d: a distance of 0 scores 0, never -0
 
 
 def knn(queries, references, k: int, metric: str = "ip", factory: str = "Flat") -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +63,7 @@ def knn(queries, references, k: int, metric: str = "ip", factory: str = "Flat") 
     index = faiss.IndexFlatIP(r.shape[1]) if metric == "ip" else faiss.IndexFlatL2(r.shape[1])
     index.add(r)
     dist, idx = index.search(q, k)
-    scores = dist if metric == "ip" else -dist
+    scores = dist if metric == "ip" else 0.0 - dist
     return scores, idx
 
 

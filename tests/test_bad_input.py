@@ -560,3 +560,55 @@ def test_a_file_given_as_a_folder_is_named_as_a_file(coll, tmp_path, capsys):
     assert run("--queries", coll / "query", "--references", tmp_path / "afile", "--method", "thumbnail",
                "--out", tmp_path / "o") == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_predictions_for_other_queries_and_notes_a_partial_match(tmp_path, capsys):
+    p, gt = _two_csvs(tmp_path)
+    pd.DataFrame({"query_id": ["Q50000", "Q50001"], "reference_id": ["R000001"] * 2, "score": [1.0, 0.5]}).to_csv(
+        tmp_path / "other.csv", index=False)
+    assert cli.main(["evaluate", str(tmp_path / "other.csv"), str(gt)]) == 2
+    assert "none of the 2 query ids of the predictions" in capsys.readouterr().err
+    pd.DataFrame({"query_id": ["Q00000", "Q50001"], "reference_id": ["R000001"] * 2, "score": [1.0, 0.5]}).to_csv(
+        tmp_path / "half.csv", index=False)
+    assert cli.main(["evaluate", str(tmp_path / "half.csv"), str(gt)]) == 0
+    assert "1 of the 2 queries of the predictions have no row" in capsys.readouterr().err
+
+
+def test_run_notes_queries_the_ground_truth_does_not_list(coll, tmp_path):
+    gt = pd.read_csv(coll / "ground_truth.csv", dtype=str, keep_default_na=False)
+    gt.iloc[:3].to_csv(coll / "ground_truth.csv", index=False)          # the last query has no row
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 0
+    notes = json.loads((tmp_path / "o" / "summary.json").read_text())["notes"]
+    assert any("1 of the 4 queries of the dataset have no row" in n for n in notes)
+
+
+def test_data_folder_with_a_differently_named_ground_truth_says_so(coll, tmp_path, capsys):
+    (coll / "ground_truth.csv").rename(coll / "gt.csv")
+    assert run("--data", coll, "--method", "thumbnail", "--out", tmp_path / "o") == 0
+    err = capsys.readouterr().err
+    assert "no ground_truth.csv" in err and "gt.csv" in err
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_find_copies_names_every_earlier_output_it_would_replace(tmp_path, capsys):
+    folder, out = tmp_path / "pics", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    for i in range(3):
+        _picture(i).save(folder / f"IMG_{i}.png")
+    (out / "report.html").write_text("the user's report")
+    assert cli.main(["find-copies", str(folder), "--method", "phash", "--out", str(out)]) == 2
+    assert "report.html" in capsys.readouterr().err and (out / "report.html").read_text() == "the user's report"
+
+
+def test_pq_index_too_large_for_the_collection_advises_fewer_bits(coll, tmp_path, capsys):
+    assert run("--data", coll, "--method", "thumbnail", "--index", "PQ8", "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "PQ8x4" in err and "lists" not in err
+
+
+def test_exact_hamming_match_scores_zero_not_minus_zero():
+    from isc_helpers import search
+    codes = np.array([[1, 2], [3, 4]], np.uint8)
+    scores, _ = search.knn(codes, codes, 1, "hamming")
+    assert not np.signbit(scores[:, 0]).any()

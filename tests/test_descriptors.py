@@ -103,6 +103,6 @@ def test_register_checkpoint_caches_by_content(mini, tmp_path, monkeypatch):
         b = descriptors.for_dataset(mini, "trained", "query", progress=False)
         assert np.allclose(a.x, b.x, atol=1e-6)               # same weights, same descriptors
         files = list((tmp_path / "cache" / "descriptors").rglob("my_checkpoint-*-query.npz"))
-        assert len(files) == 1 and descriptors.file_fingerprint(ck) in files[0].name
+        assert len(files) == 1 and descriptors.weights_sha1(ck) in files[0].name
     finally:
         descriptors.METHODS.pop("my_checkpoint", None)
