@@ -31,6 +31,8 @@ LAYERS = (
     ("pipeline",),
     # any folder of photos through the pipeline: copies, decisions, groups (issue 16)
     ("collection",),
+    # a descriptor index of a collection that grows (issue 16)
+    ("index",),
     # user-facing: the report of a copy search (issue 16)
     ("report",),
     # user-facing: figures and widgets, the environment check

@@ -15,6 +15,7 @@ from . import checks, collection, data, descriptors, minidisc, pipeline, report,
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
+from .index import CopyIndex
 from .io import FormatError, atomic_write, query_coverage, read_ground_truth, read_predictions, require_copies
 from .metrics import evaluate
 from .profile import get_profile
@@ -92,6 +93,29 @@ def _find_copies_parser(sub) -> None:
     f.add_argument("--skip-bad-images", action="store_true", help="leave unreadable images out instead of stopping")
 
 
+def _index_parser(sub) -> None:
+    x = sub.add_parser("index", help="a descriptor index of a collection that grows: create, add, search, info")
+    act = x.add_subparsers(dest="action", required=True)
+    c = act.add_parser("create", help="make an empty index folder for one global descriptor")
+    c.add_argument("index", help="index folder")
+    c.add_argument("--method", default="trained", help="a global float descriptor (trained, imagenet_cnn, ...)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing index with an empty one")
+    a = act.add_parser("add", help="describe the new or changed images of a folder (or files) into the index")
+    a.add_argument("index")
+    a.add_argument("images", nargs="+", help="a folder (searched recursively) or image files")
+    a.add_argument("--prefix", default="", help="put before the ids (relative paths) of these images")
+    a.add_argument("--skip-bad-images", action="store_true", help="leave unreadable images out instead of stopping")
+    s = act.add_parser("search", help="the closest indexed images of new images (they are not added)")
+    s.add_argument("index")
+    s.add_argument("images", nargs="+", help="a folder (searched recursively) or image files")
+    s.add_argument("--k", type=int, default=10, help="neighbours per image")
+    s.add_argument("--out", default=None, help="write the hits to this CSV (query, reference, score)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    s.add_argument("--skip-bad-images", action="store_true", help="leave unreadable images out instead of stopping")
+    i = act.add_parser("info", help="method, images, dimensions, size on disk")
+    i.add_argument("index")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="isc-course", description="Image copy detection course tools.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -107,6 +131,7 @@ def parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _run_parser(sub)
     _find_copies_parser(sub)
+    _index_parser(sub)
     sub.add_parser("methods", help="list the pipelines of `isc-course run`, with what they do and cost")
     return ap
 
@@ -272,6 +297,37 @@ def _find_copies(args) -> int:
     return 0
 
 
+def _images(args):
+    """One folder or file as given, else the list of files (``index add`` and ``index search``)."""
+    return args.images[0] if len(args.images) == 1 else args.images
+
+
+def _index_work(args):
+    if args.action == "create":
+        return CopyIndex.create(args.index, args.method, overwrite=args.overwrite).info()
+    idx = CopyIndex.open(args.index)
+    if args.action == "add":
+        return {**idx.add(_images(args), skip_bad=args.skip_bad_images, prefix=args.prefix, progress=True),
+                "images": len(idx)}
+    if args.action == "info":
+        return idx.info()
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"--out {args.out} exists; pass --overwrite to replace it, or choose another name.")
+    hits = idx.search(_images(args), k=args.k, skip_bad=args.skip_bad_images, progress=True)
+    if args.out:
+        atomic_write(Path(args.out), lambda t: hits.to_csv(t, index=False))
+        return {"hits": len(hits), "out": str(args.out), "skipped": len(hits.attrs.get("skipped", {}))}
+    return hits
+
+
+def _index(args) -> int:
+    result, failed = _attempt(lambda: _index_work(args), "the index folder and the images")
+    if failed is not None:
+        return failed
+    print(result.to_string(index=False) if hasattr(result, "to_string") else json.dumps(result, indent=1))
+    return 0
+
+
 # isc-course train option -> TrainConfig field (options left out keep the recipe's value)
 _TRAIN_OPTIONS = {"objective": "objective", "memory": "memory", "backbone": "backbone", "train_on": "train_on",
                   "steps": "steps", "batch_size": "batch_size", "lr": "lr", "head_lr": "head_lr",
@@ -317,7 +373,8 @@ def _train(args) -> int:
 
 
 COMMANDS = {"check": lambda args: checks.main(), "build-data": _build_data, "evaluate": _evaluate,
-            "train": _train, "run": _run, "find-copies": _find_copies, "methods": _methods}
+            "train": _train, "run": _run, "find-copies": _find_copies, "index": _index,
+            "methods": _methods}
 
 
 def main(argv=None) -> int:

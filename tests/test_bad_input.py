@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import picture
 from PIL import Image
 
 from isc_helpers import (augment, cache, checks, cli, data, descriptors, heads, io, keypoints, minidisc, models,
@@ -26,11 +27,7 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ISC_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def _picture(seed: int, size=(48, 48)) -> Image.Image:
-    """A small image of coloured blocks, different for every seed."""
-    rng = np.random.RandomState(seed)
-    blocks = rng.randint(0, 256, (6, 6, 3)).astype(np.uint8)
-    return Image.fromarray(blocks).resize(size, Image.NEAREST)
+_picture = picture
 
 
 def make_collection(root: Path, n_q: int = 4, n_r: int = 8, seed: int = 0) -> Path:

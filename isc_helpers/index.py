@@ -1,0 +1,463 @@
+"""An index of image descriptors that grows: describe a collection once, add photos later, search it (issue 16).
+
+:class:`CopyIndex` keeps the global descriptors of a photo collection in one folder, so that new
+photos are added and new images searched without describing the collection again::
+
+    idx = CopyIndex.create("my-index", method="trained")
+    idx.add("~/Photos")                      # {"added": 1200, "updated": 0, "unchanged": 0, "skipped": 0}
+    idx.add("~/Photos")                      # later: only new or edited photos are described
+    hits = CopyIndex.open("my-index").search("downloads/", k=5)    # query, reference, score
+
+**Ids.** An image's id is its path relative to the folder given to :meth:`CopyIndex.add` (POSIX,
+e.g. ``holiday/beach.png``), with an optional ``prefix`` to index several folders side by side;
+for a list of files, their path relative to the files' common folder. An image is described again
+only when its content fingerprint (:func:`isc_helpers.cache.file_fingerprint`) changed. An id
+already indexed from *another* file that still exists is refused (pass ``prefix``), never replaced.
+
+**Methods.** Float global descriptors of :data:`isc_helpers.descriptors.METHODS` (L2-normalised, so
+the score is the cosine similarity: 1 for an exact copy). Binary hashes (phash, pdq) are refused.
+The weights fingerprint of a method (``trained``) is recorded; when the weights change, the index
+refuses to open (the stored and new descriptors would not be comparable): re-create it.
+
+**Files.** ``manifest.json`` (format, version, method, weights, counts, times and the names of the
+two data files), ``descriptors-<token>.npy`` (float32 [n, d]) and ``images-<token>.csv`` (id, path,
+fingerprint; row i describes descriptor row i). Every file is written atomically
+(:func:`isc_helpers.io.atomic_write`) under a new token, and the manifest last: until it is
+replaced, it names the previous, complete files, so a crash never leaves a half-written index.
+The files of earlier tokens are deleted after the manifest is written. One writer at a time.
+:meth:`CopyIndex.add` commits every :data:`COMMIT_EVERY` newly described images, so an
+interrupted add keeps what it described; run it again to go on.
+
+**Search.** Exact inner-product search (:func:`isc_helpers.search.knn`, faiss ``IndexFlatIP``) below
+:data:`EXACT_LIMIT` images; above it, an IVF index (:func:`isc_helpers.search.build_index`,
+``IVF<nlist>,Flat`` with ``nprobe`` = :data:`NPROBE`: approximate) built at the first search and kept
+in memory by the :class:`CopyIndex` object, never written to disk.
+
+Every error a user can cause is a :class:`CopyIndexError` (a ``ValueError``); unreadable images
+raise :class:`isc_helpers.images.ImageError` listing them all, as :func:`~isc_helpers.collection.find_images`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import cache, collection, descriptors, io, search
+from .images import check_image, unreadable_images_error
+
+FORMAT = "isc-copy-index"
+VERSION = 1
+MANIFEST = "manifest.json"
+COLUMNS = ["id", "path", "fingerprint"]
+EXACT_LIMIT = 100_000          # exact search below this many images, IVF from there on
+NPROBE = 32                    # IVF lists visited per query
+COMMIT_EVERY = 5_000           # newly described images between two commits of an add
+_DATA_PREFIXES = ("descriptors-", "images-")
+
+
+class CopyIndexError(ValueError):
+    """An index cannot be created, opened, added to or searched as asked; the message says why."""
+
+
+class NotAnIndexError(CopyIndexError):
+    """The folder is not an index (missing, or missing or damaged files)."""
+
+
+class IndexExistsError(CopyIndexError):
+    """``create`` on a folder that already holds an index or other files."""
+
+
+class StaleIndexError(CopyIndexError):
+    """The method's weights changed since the index was created: its descriptors no longer compare."""
+
+
+@dataclass
+class Found:
+    """Images to add or search: ids, their files (resolved) and the unreadable ones left out {id: why}."""
+    ids: list[str]
+    paths: list[Path]
+    skipped: dict = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _weights(method: str) -> str | None:
+    fp = descriptors.METHODS[method].fingerprint
+    return fp() if fp else None
+
+
+def _check_method(method: str) -> None:
+    """Only float global descriptors: the index searches by inner product."""
+    usable = sorted(m for m, spec in descriptors.METHODS.items() if not spec.binary)
+    if method not in descriptors.METHODS:
+        raise CopyIndexError(f"Unknown descriptor method {method!r}; an index uses one of {', '.join(usable)} "
+                             "(or yours, added with descriptors.register()).")
+    if descriptors.METHODS[method].binary:
+        raise CopyIndexError(f"{method!r} is a binary hash (searched by Hamming distance); an index holds float "
+                             f"descriptors searched by cosine similarity: choose one of {', '.join(usable)}.")
+
+
+def _check_k(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise CopyIndexError(f"k must be a whole number of at least 1, got {k!r}.")
+
+
+# ------------------------------------------------------------------ finding images
+def _from_files(files, skip_bad: bool, prefix: str) -> Found:
+    """Explicit image files: ids are their paths relative to the files' common folder."""
+    paths = sorted({Path(p).expanduser().resolve() for p in files})
+    if not paths:
+        raise CopyIndexError("No images given: give a folder or at least one image file.")
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    ids = [prefix + p.relative_to(root).as_posix() for p in paths]
+    bad = {i: why for i, p in zip(ids, paths) if (why := check_image(p))}
+    if bad and not skip_bad:
+        raise unreadable_images_error(bad, str(root), "Fix or remove them, or pass skip_bad=True to leave them out.")
+    if len(bad) == len(ids):
+        raise CopyIndexError(f"None of the {len(ids)} image file(s) given can be read.")
+    keep = [n for n, i in enumerate(ids) if i not in bad]
+    return Found([ids[n] for n in keep], [paths[n] for n in keep], bad)
+
+
+def find(source, skip_bad: bool = False, prefix: str = "") -> Found:
+    """The images of ``source``: a folder (recursively, as :func:`~isc_helpers.collection.find_images`),
+    one image file, or a list of image files. Unreadable images: one error listing them all, or
+    with ``skip_bad`` left out (``Found.skipped``)."""
+    if not isinstance(prefix, str):
+        raise CopyIndexError(f"prefix must be text (e.g. 'phone/'), got {prefix!r}.")
+    if isinstance(source, (str, os.PathLike)):
+        if Path(source).expanduser().is_file():
+            return _from_files([source], skip_bad, prefix)
+        found = collection.find_images(source, skip_bad)
+        return Found([prefix + i for i in found.ids], [p.resolve() for p in found.paths],
+                     {prefix + i: why for i, why in found.skipped.items()})
+    return _from_files(list(source), skip_bad, prefix)
+
+
+# ------------------------------------------------------------------ reading and writing the folder
+def _read_manifest(folder: Path) -> dict:
+    if not folder.is_dir():
+        what = "no such folder" if not folder.exists() else "a file, not a folder"
+        raise NotAnIndexError(f"{folder} is not a copy index ({what}); make one with CopyIndex.create "
+                              "(isc-course index create).")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise NotAnIndexError(f"{folder} is not a copy index: it has no {MANIFEST}. Give the folder made by "
+                              "CopyIndex.create (isc-course index create), or create one there.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise NotAnIndexError(f"{path} is damaged ({type(e).__name__}: {e}); re-create the index.") from None
+    need = ("format", "version", "method", "weights", "count", "dims", "descriptors", "images", "created", "updated")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or any(k not in manifest for k in need):
+        raise NotAnIndexError(f"{path} is not the manifest of a copy index (format {FORMAT!r} with {', '.join(need)}); "
+                              "re-create the index.")
+    if manifest["version"] != VERSION:
+        raise NotAnIndexError(f"{folder}: index format version {manifest['version']}, this package reads version "
+                              f"{VERSION}; re-create the index (or update the package).")
+    return manifest
+
+
+def _read_data(folder: Path, manifest: dict) -> tuple[np.ndarray, pd.DataFrame]:
+    """The descriptors (memory-mapped) and the image table the manifest names, checked against it."""
+    dpath, tpath = folder / str(manifest["descriptors"]), folder / str(manifest["images"])
+    try:
+        x = np.load(dpath, mmap_mode="r", allow_pickle=False)
+        table = pd.read_csv(tpath, dtype=str, keep_default_na=False, encoding="utf-8",
+                            encoding_errors="surrogateescape")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise NotAnIndexError(f"{folder}: the index's data files are missing or damaged ({type(e).__name__}: {e}); "
+                              "re-create the index.") from None
+    n, d = manifest["count"], manifest["dims"]
+    problems = [f"columns {list(table.columns)}, not {COLUMNS}" if list(table.columns) != COLUMNS else "",
+                f"{len(table)} images listed, {n} expected" if len(table) != n else "",
+                f"descriptors {x.dtype} {x.shape}, float32 ({n}, {d}) expected"
+                if x.dtype != np.float32 or x.shape != (n, d or 0) else "",
+                "repeated ids" if table["id"].duplicated().any() else ""]
+    problems = [p for p in problems if p]
+    if problems:
+        raise NotAnIndexError(f"{folder}: the index is damaged ({'; '.join(problems)}); re-create the index.")
+    return x, table
+
+
+def _write_npy(path: Path, x: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(x, np.float32))
+
+
+def _write_table(path: Path, table: pd.DataFrame) -> None:
+    table[COLUMNS].to_csv(path, index=False, encoding="utf-8", errors="surrogateescape")
+
+
+def _write_json(path: Path, manifest: dict) -> None:
+    Path(path).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_all(folder: Path, manifest: dict, x: np.ndarray, table: pd.DataFrame) -> dict:
+    """Write a new version of the index: the two data files under a new token, then the manifest
+    (the commit); then delete the data files no longer named. Returns the new manifest."""
+    token = f"{manifest.get('generation', 0) + 1:06d}-{secrets.token_hex(4)}"
+    new = {**manifest, "generation": manifest.get("generation", 0) + 1, "count": int(len(table)),
+           "dims": int(x.shape[1]) if len(table) else manifest.get("dims"),
+           "descriptors": f"descriptors-{token}.npy", "images": f"images-{token}.csv", "updated": _now()}
+    io.atomic_write(folder / new["descriptors"], lambda t: _write_npy(t, x))
+    io.atomic_write(folder / new["images"], lambda t: _write_table(t, table))
+    io.atomic_write(folder / MANIFEST, lambda t: _write_json(t, new))
+    _remove_stale(folder, (new["descriptors"], new["images"]))
+    return new
+
+
+def _remove_stale(folder: Path, keep: tuple) -> None:
+    """Delete the data files of earlier versions, and temporary files a killed writer left behind."""
+    ours = _DATA_PREFIXES + tuple(f".{p}" for p in (*_DATA_PREFIXES, MANIFEST))
+    for f in folder.iterdir():
+        stale = f.name.startswith(ours) and f.name not in keep
+        if stale and (not f.name.startswith(".") or f.name.endswith(".tmp")):
+            try:
+                f.unlink()
+            except OSError:
+                pass                                    # best effort: an old file left behind is harmless
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS})
+
+
+# ------------------------------------------------------------------ the index
+class CopyIndex:
+    """The descriptors of a growing photo collection, kept in one folder (see the module's doc)."""
+
+    def __init__(self, folder: Path, manifest: dict, x: np.ndarray, table: pd.DataFrame):
+        self.folder, self.manifest, self._x, self._table = Path(folder), manifest, x, table
+        self._ivf = None                                 # (generation, faiss index), built on demand
+
+    def __repr__(self) -> str:
+        return f"CopyIndex({str(self.folder)!r}, method={self.method!r}, images={len(self)})"
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @property
+    def method(self) -> str:
+        return self.manifest["method"]
+
+    @property
+    def ids(self) -> list[str]:
+        return self._table["id"].tolist()
+
+    @property
+    def paths(self) -> list[str]:
+        """The file each id was last described from (resolved), one per id."""
+        return self._table["path"].tolist()
+
+    @property
+    def descriptors(self) -> np.ndarray:
+        """The descriptors, one row per id (float32 [n, d], read-only)."""
+        return self._x
+
+    # ---------------------------------------------------------- create, open
+    @classmethod
+    def create(cls, folder, method: str = "trained", overwrite: bool = False) -> "CopyIndex":
+        """A new, empty index in ``folder`` (made when missing) for descriptor ``method``. A folder
+        that is not empty is refused; with ``overwrite`` an existing *index* is replaced by an empty
+        one (its files only: a folder holding anything else is never emptied)."""
+        folder = Path(folder).expanduser()
+        _check_method(method)
+        if folder.exists() and not folder.is_dir():
+            raise IndexExistsError(f"{folder} is a file; give a folder for the index.")
+        old = {}
+        if folder.is_dir() and any(folder.iterdir()):
+            is_index = (folder / MANIFEST).is_file()
+            if not is_index:
+                raise IndexExistsError(f"{folder} is not empty and is not a copy index; choose another (new or "
+                                       "empty) folder for the index.")
+            if not overwrite:
+                raise IndexExistsError(f"{folder} already holds a copy index; pass overwrite=True (--overwrite) "
+                                       "to replace it with an empty one, or choose another folder.")
+            old = cls._old_manifest(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": FORMAT, "version": VERSION, "method": method, "weights": _weights(method),
+                    "generation": old.get("generation", 0), "count": 0, "dims": None,
+                    "descriptors": None, "images": None, "created": _now(), "updated": None}
+        _write_all(folder, manifest, np.zeros((0, 0), np.float32), _empty_table())
+        return cls.open(folder)
+
+    @staticmethod
+    def _old_manifest(folder: Path) -> dict:
+        try:
+            old = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            return old if isinstance(old, dict) and isinstance(old.get("generation"), int) else {}
+        except (OSError, ValueError):
+            return {}
+
+    @classmethod
+    def open(cls, folder) -> "CopyIndex":
+        """The index in ``folder``; :class:`NotAnIndexError` when it is none (or damaged),
+        :class:`StaleIndexError` when its method's weights changed since it was created."""
+        folder = Path(folder).expanduser()
+        manifest = _read_manifest(folder)
+        if manifest["method"] not in descriptors.METHODS:
+            raise CopyIndexError(f"{folder} was made with method {manifest['method']!r}, which is not registered "
+                                 "in this session: register it (descriptors.register or register_checkpoint) first.")
+        x, table = _read_data(folder, manifest)
+        idx = cls(folder, manifest, x, table)
+        idx._check_weights()
+        return idx
+
+    def _check_weights(self) -> None:
+        now = _weights(self.method)
+        if now != self.manifest["weights"]:
+            raise StaleIndexError(
+                f"{self.folder}: the weights of method {self.method!r} changed since the index was made "
+                f"({self.manifest['weights']} then, {now} now), so new descriptors would not compare with the "
+                "stored ones. Re-create the index (create with overwrite=True, then add the photos again).")
+
+    # ---------------------------------------------------------- add
+    def add(self, source, skip_bad: bool = False, prefix: str = "", progress: bool = False) -> dict:
+        """Add the images of ``source`` (a folder, searched recursively; an image file; or a list of
+        them): new ones are described and added, changed ones (another content fingerprint) described
+        again and replaced, the rest left as they are. Returns the counts ``added``, ``updated``,
+        ``unchanged`` and ``skipped`` (unreadable, left out with ``skip_bad``)."""
+        self._check_weights()
+        found = find(source, skip_bad, prefix)
+        todo, moved, unchanged = self._plan(found)
+        x, table = np.array(self._x, np.float32), self._table.copy()
+        if moved:
+            table["path"] = table["id"].map(dict(moved)).fillna(table["path"])
+        if moved and not todo:
+            self._commit(x, table)
+        known = set(self._table["id"])
+        for start in range(0, len(todo), COMMIT_EVERY):
+            batch = todo[start:start + COMMIT_EVERY]
+            x, table = self._merge(x, table, batch, self._describe([p for _, p, _ in batch], progress))
+            self._commit(x, table)
+        added = sum(i not in known for i, _, _ in todo)
+        return {"added": added, "updated": len(todo) - added, "unchanged": unchanged, "skipped": len(found.skipped)}
+
+    def _plan(self, found: Found) -> tuple[list, list, int]:
+        """(images to describe [(id, path, fingerprint)], moved unchanged images [(id, new path)],
+        number unchanged). An id indexed from another file that still exists is refused."""
+        rows = dict(zip(self._table["id"], zip(self._table["path"], self._table["fingerprint"])))
+        todo, moved, unchanged = [], [], 0
+        for i, p in zip(found.ids, found.paths):
+            fp = cache.file_fingerprint(p)
+            if i not in rows:
+                todo.append((i, str(p), fp))
+                continue
+            old_path, old_fp = rows[i]
+            if old_path != str(p) and Path(old_path).is_file() and not os.path.samefile(old_path, p):
+                raise CopyIndexError(
+                    f"{self.folder}: the id {i!r} is already indexed from {old_path}, and {p} is another file. "
+                    "Pass a prefix (e.g. prefix='2024/', --prefix) to index both under different ids, or move "
+                    "the old file away if this one replaces it.")
+            if old_fp != fp:
+                todo.append((i, str(p), fp))
+            else:
+                unchanged += 1
+                if old_path != str(p):
+                    moved.append((i, str(p)))
+        return todo, moved, unchanged
+
+    def _describe(self, paths: list, progress: bool) -> np.ndarray:
+        """The method's descriptors of the image files, float32 and L2-normalised (cosine = inner product)."""
+        x = np.asarray(descriptors.METHODS[self.method].fn([str(p) for p in paths], progress=progress))
+        if x.ndim != 2 or len(x) != len(paths):
+            raise CopyIndexError(f"Method {self.method!r} returned an array of shape {x.shape} for {len(paths)} "
+                                 "images; a descriptor method returns one row per image.")
+        dims = self.manifest["dims"]
+        if dims is not None and len(self) and x.shape[1] != dims:
+            raise StaleIndexError(f"{self.folder}: method {self.method!r} now gives {x.shape[1]} dimensions, the "
+                                  f"index holds {dims}; re-create the index.")
+        return descriptors.l2_normalize(x)
+
+    @staticmethod
+    def _merge(x: np.ndarray, table: pd.DataFrame, batch: list, vecs: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+        """Replace the rows of ids already there, append the others; the table stays aligned with ``x``."""
+        if not len(table):
+            x = np.zeros((0, vecs.shape[1]), np.float32)
+        row_of = dict(zip(table["id"], range(len(table))))
+        old = [(n, row_of[i]) for n, (i, _, _) in enumerate(batch) if i in row_of]
+        new = [n for n, (i, _, _) in enumerate(batch) if i not in row_of]
+        for n, row in old:
+            x[row] = vecs[n]
+            table.iloc[row] = list(batch[n])
+        added = pd.DataFrame([batch[n] for n in new], columns=COLUMNS, dtype=object)
+        return np.concatenate([x, vecs[new]]), pd.concat([table, added], ignore_index=True)
+
+    def _commit(self, x: np.ndarray, table: pd.DataFrame) -> None:
+        self.manifest = _write_all(self.folder, self.manifest, x, table)
+        self._x, self._table, self._ivf = x, table.reset_index(drop=True), None
+
+    # ---------------------------------------------------------- search
+    def index_type(self) -> str:
+        """How :meth:`search` searches an index of this size."""
+        if len(self) < EXACT_LIMIT:
+            return "exact (faiss IndexFlatIP, cosine similarity)"
+        return f"IVF{_nlist(len(self))},Flat (faiss, approximate: nprobe={NPROBE}, cosine similarity)"
+
+    def _knn(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self) < EXACT_LIMIT:
+            return search.knn(q, np.asarray(self._x), k, "ip")
+        gen = self.manifest["generation"]
+        if self._ivf is None or self._ivf[0] != gen:
+            index = search.build_index(np.asarray(self._x), f"IVF{_nlist(len(self))},Flat", "ip", nprobe=NPROBE)
+            self._ivf = (gen, index)
+        return search.search_index(self._ivf[1], q, k, "ip")
+
+    def search(self, source, k: int = 10, skip_bad: bool = False, progress: bool = False) -> pd.DataFrame:
+        """The ``k`` most similar indexed images of each image of ``source`` (a folder, an image file
+        or a list of them; described, never added): a DataFrame ``query`` (id as :meth:`add` would
+        give it), ``reference`` (indexed id), ``score`` (cosine similarity: higher = more similar, 1
+        for an exact copy), best first. A file is never matched with itself (a query that is an
+        indexed file). ``attrs["skipped"]``: the unreadable queries left out with ``skip_bad``."""
+        _check_k(k)
+        if not len(self):
+            raise CopyIndexError(f"{self.folder} holds no images yet; add some first (CopyIndex.add, "
+                                 "isc-course index add).")
+        self._check_weights()
+        found = find(source, skip_bad)
+        scores, idx = self._knn(self._describe(found.paths, progress), min(k + 1, len(self)))
+        hits = _hits(found, scores, idx, self._table, k)
+        hits.attrs["skipped"] = found.skipped
+        return hits
+
+    # ---------------------------------------------------------- info
+    def info(self) -> dict:
+        """Method, weights, number of images, dimensions, bytes on disk, index type, times."""
+        files = [MANIFEST, self.manifest["descriptors"], self.manifest["images"]]
+        size = sum((self.folder / f).stat().st_size for f in files if f and (self.folder / f).is_file())
+        return {"folder": str(self.folder), "method": self.method, "weights": self.manifest["weights"],
+                "images": len(self), "dims": self.manifest["dims"], "bytes_on_disk": int(size),
+                "index_type": self.index_type(), "created": self.manifest["created"],
+                "updated": self.manifest["updated"], "format_version": self.manifest["version"]}
+
+
+def _nlist(n: int) -> int:
+    """IVF lists: a power of two near 4 sqrt(n), with at least 39 images per list to train on."""
+    return max(1, min(2 ** round(math.log2(4 * math.sqrt(n))), n // 39))
+
+
+def _hits(found: Found, scores: np.ndarray, idx: np.ndarray, table: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The kNN result as rows (query, reference, score): no file with itself, at most ``k`` per
+    query, best first (ties by query, then reference)."""
+    qi = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+    ri, s = idx.ravel(), scores.ravel()
+    keep = ri >= 0
+    qi, ri, s = qi[keep], ri[keep], s[keep]
+    qpaths = np.asarray([str(p) for p in found.paths], dtype=object)
+    rpaths = table["path"].to_numpy(dtype=object)
+    keep = qpaths[qi] != rpaths[ri]
+    hits = pd.DataFrame({"query": np.asarray(found.ids, dtype=object)[qi[keep]],
+                         "reference": table["id"].to_numpy(dtype=object)[ri[keep]],
+                         "score": s[keep].astype(np.float64)})
+    hits = hits.sort_values(["score", "query", "reference"], ascending=[False, True, True], kind="stable")
+    return hits.groupby("query", sort=False).head(k).reset_index(drop=True)
