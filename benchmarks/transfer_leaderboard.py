@@ -41,13 +41,14 @@ def main():
     board = pipeline.leaderboard(sets, methods, cache.cache_dir() / "transfer_leaderboard" / profile.name)
     print(board.round(3).to_string())
     out = RESULTS / f"leaderboard_{profile.name}.json"
-    rows = json.loads(out.read_text())["leaderboard"] if out.exists() else {}
-    rows.update(json.loads(board.to_json(orient="index")))
-    result = {"profile": profile.name, "datasets": {k: v.summary() for k, v in sets.items()}, "leaderboard": rows}
+    before = json.loads(out.read_text()) if out.exists() else {}
+    rows = {**before.get("leaderboard", {}), **json.loads(board.to_json(orient="index"))}
+    families = {m: f for m, f in before.get("transfer_recall_at_1_per_family", {}).items() if m not in methods}
     if args.families:
-        result["transfer_recall_at_1_per_family"] = family_recall(
-            sets["transfer"], [m for m in methods if m in descriptors.METHODS])
-        print(json.dumps(result["transfer_recall_at_1_per_family"], indent=1))
+        families.update(family_recall(sets["transfer"], [m for m in methods if m in descriptors.METHODS]))
+        print(json.dumps(families, indent=1))
+    result = {"profile": profile.name, "datasets": {k: v.summary() for k, v in sets.items()}, "leaderboard": rows,
+              "transfer_recall_at_1_per_family": families}
     RESULTS.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
 

@@ -8,6 +8,7 @@ the small float16 copy the course ships.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,11 +99,18 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return models.DescriptorNet(backbone, dim=cfg.dim, p=cfg.gem_p)
 
 
+def input_weights(cfg: TrainConfig) -> dict:
+    """SHA-1 (12 hex digits) of the weight files a run starts from or stays compatible with
+    (``init_from``, ``compat_with``): a run resumes only while they are unchanged."""
+    return {name: hashlib.sha1(Path(p).read_bytes()).hexdigest()[:12]
+            for name, p in (("init_from", cfg.init_from), ("compat_with", cfg.compat_with)) if p and Path(p).is_file()}
+
+
 def save_checkpoint(path: Path, net, optimizer, head, step: int, cfg: TrainConfig, history: list,
                     bank=None) -> None:
     """Atomic save; loadable with ``torch.load(path, weights_only=True)``."""
     state = {"model": net.state_dict(), "step": step, "config": json.dumps(asdict(cfg)),
-             "history": json.dumps(history)}
+             "history": json.dumps(history), "input_weights": json.dumps(input_weights(cfg))}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     if head is not None:

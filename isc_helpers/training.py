@@ -22,7 +22,7 @@ import torch.nn as nn
 from PIL import Image
 
 from . import augment, metrics, minidisc, models, search, transfer_edits
-from .checkpoints import TrainConfig, build_model, load_descriptor, save_checkpoint
+from .checkpoints import TrainConfig, build_model, input_weights, load_descriptor, save_checkpoint
 from .device import get_device, rank_world
 from .objectives import OBJECTIVES, Objective
 
@@ -195,6 +195,9 @@ def _resume(last: Path, cfg: TrainConfig, net, opt, objective) -> tuple[int, lis
     if saved != json.loads(json.dumps(asdict(cfg))):
         raise ValueError(f"{last} was written by a different configuration; use another out_dir "
                          "or delete it to start over.")
+    if json.loads(state.get("input_weights", "{}")) != input_weights(cfg):
+        raise ValueError(f"{last} started from other weights than {cfg.init_from or cfg.compat_with} holds now "
+                         "(init_from / compat_with changed since); use another out_dir or delete it to start over.")
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     if objective.arcface is not None:

@@ -197,7 +197,7 @@ def test_cli_two_folders_and_default_threshold(tmp_path, folder, capsys):
     (out / "groups.csv").write_text("group,image\n")             # an earlier one-folder run's groups
     assert cli.main(["find-copies", "--queries", str(folder / "holiday"), "--references", str(folder),
                      "--method", FAST, "--out", str(out), "--overwrite"]) == 0
-    assert "raw score >= 0.7" in capsys.readouterr().out         # the method's default threshold
+    assert f"raw score >= {collection.default_threshold('trained'):g}" in capsys.readouterr().out   # the default
     assert (out / "pairs.csv").exists() and not (out / "groups.csv").exists()
 
 

@@ -223,3 +223,22 @@ def test_validation_by_the_held_out_editor(mini, tmp_path):
     assert any(np.asarray(x).shape != np.asarray(y).shape or not np.array_equal(x, y) for x, y in zip(a[1], t[1]))
     with pytest.raises(ValueError, match="val_edits"):
         training.val_editors(checkpoints.TrainConfig(val_edits="gimp"))
+
+
+def test_a_run_never_resumes_from_other_starting_weights(tmp_path):
+    """A run folder started from one checkpoint refuses to resume after that checkpoint changed."""
+    from isc_helpers import checkpoints
+    cfg = checkpoints.TrainConfig(pretrained=False, steps=1)
+    net = checkpoints.build_model(cfg)
+    start = tmp_path / "start.pt"
+    checkpoints.save_checkpoint(start, net, None, None, 0, cfg, [])
+    run_cfg = checkpoints.TrainConfig(pretrained=False, steps=1, init_from=str(start))
+    checkpoints.save_checkpoint(tmp_path / "last.pt", net, None, None, 1, run_cfg, [])
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert json.loads(state["input_weights"]) == checkpoints.input_weights(run_cfg) != {}
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    checkpoints.save_checkpoint(start, net, None, None, 0, cfg, [])          # the starting weights change
+    assert checkpoints.input_weights(run_cfg) != json.loads(state["input_weights"])
+    with pytest.raises(ValueError, match="other weights"):
+        training._resume(tmp_path / "last.pt", run_cfg, net, None, None)
