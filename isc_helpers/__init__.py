@@ -40,3 +40,17 @@ LAYERS = (
     # the command line
     ("cli",),
 )
+
+# The practitioner's entry points, importable from the package itself, loaded on first use (so
+# that importing the package stays free of side effects and of torch):
+#   from isc_helpers import find_copies, CopyIndex
+_ENTRY_POINTS = {"find_copies": ("collection", "find_copies"), "decide": ("collection", "decide"),
+                 "groups": ("collection", "groups"), "CopyIndex": ("index", "CopyIndex")}
+
+
+def __getattr__(name):
+    if name in _ENTRY_POINTS:
+        import importlib
+        module, attr = _ENTRY_POINTS[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -221,3 +221,17 @@ def test_cli_bad_input_exit_2(tmp_path, folder, capsys, args, message):
     assert cli.main(["find-copies"] + [str(names.get(a, a)) for a in args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and err.count("\n") <= 3
+
+
+def test_entry_points_from_the_package_itself():
+    import subprocess
+    import sys
+    code = ("import sys, isc_helpers; assert 'torch' not in sys.modules; "
+            "from isc_helpers import find_copies, decide, groups, CopyIndex; "
+            "from isc_helpers import collection, index; "
+            "assert find_copies is collection.find_copies and CopyIndex is index.CopyIndex; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        import isc_helpers
+        isc_helpers.nothing
