@@ -99,11 +99,16 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return models.DescriptorNet(backbone, dim=cfg.dim, p=cfg.gem_p)
 
 
+def weights_sha1(path) -> str:
+    """The first 12 hex digits of a file's SHA-1 ("missing" when absent): a weights file's cache key."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12] if Path(path).exists() else "missing"
+
+
 def input_weights(cfg: TrainConfig) -> dict:
-    """SHA-1 (12 hex digits) of the weight files a run starts from or stays compatible with
+    """:func:`weights_sha1` of the weight files a run starts from or stays compatible with
     (``init_from``, ``compat_with``): a run resumes only while they are unchanged."""
-    return {name: hashlib.sha1(Path(p).read_bytes()).hexdigest()[:12]
-            for name, p in (("init_from", cfg.init_from), ("compat_with", cfg.compat_with)) if p and Path(p).is_file()}
+    return {name: weights_sha1(p) for name, p in (("init_from", cfg.init_from), ("compat_with", cfg.compat_with))
+            if p and Path(p).is_file()}
 
 
 def save_checkpoint(path: Path, net, optimizer, head, step: int, cfg: TrainConfig, history: list,

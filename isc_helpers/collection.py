@@ -86,6 +86,21 @@ def find_images(folder, skip_bad: bool = False) -> Collection:
         what = "is empty" if not any(root.iterdir()) else "holds no images"
         raise CollectionError(f"{root} {what}: looked for {', '.join(e[1:] for e in PHOTO_EXTS)} files in it "
                               "and its subfolders (hidden ones skipped).")
+    return _checked(root, files, skip_bad)
+
+
+def image_files(files, skip_bad: bool = False) -> Collection:
+    """Given image files (not a folder), checked like :func:`find_images`; ids are their paths
+    relative to the files' common folder."""
+    paths = sorted({Path(p).expanduser().resolve() for p in files})
+    if not paths:
+        raise CollectionError("No images given: give a folder or at least one image file.")
+    return _checked(Path(os.path.commonpath([p.parent for p in paths])), paths, skip_bad)
+
+
+def _checked(root: Path, files: list[Path], skip_bad: bool) -> Collection:
+    """The files below ``root`` as a collection, each checked: all unreadable ones are listed in one
+    :class:`~isc_helpers.images.ImageError`, or with ``skip_bad`` left out (``Collection.skipped``)."""
     ids = [p.relative_to(root).as_posix() for p in files]
     bad = {i: why for i, p in zip(ids, files) if (why := check_image(p))}
     if bad and not skip_bad:

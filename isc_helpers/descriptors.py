@@ -9,7 +9,6 @@ caches it; :func:`extract_sharded` does the same in resumable shards (and across
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 import zipfile
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from PIL import Image
 
 from . import models, search
 from .cache import dataset_file, file_fingerprint
-from .checkpoints import load_descriptor
+from .checkpoints import load_descriptor, weights_sha1    # weights_sha1: the weights' cache key
 from .device import rank_world
 from .images import DESCRIBE_MAX_SIDE, load_image
 from .io import save_npz
@@ -142,11 +141,6 @@ def imagenet_cnn(paths: Sequence[str | Path], size: int = 224, p: float = 3.0, b
                  progress: bool = False, device=None) -> np.ndarray:
     """ImageNet EfficientNet-Lite0 (offline weights) -> GeM(p) of the last feature map -> L2: 1280 dims."""
     return models.extract(_imagenet_net(p), paths, size=size, batch_size=batch_size, progress=progress, device=device)
-
-
-def weights_sha1(path: Path) -> str:
-    """The first 12 hex digits of a file's SHA-1 ("missing" when absent): a weights file's cache key."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12] if Path(path).exists() else "missing"
 
 
 def shipped_checkpoint() -> Path:

@@ -42,7 +42,7 @@ import json
 import math
 import os
 import secrets
-from dataclasses import dataclass, field
+import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 
 from . import cache, collection, descriptors, io, search
-from .images import check_image, unreadable_images_error
 
 FORMAT = "isc-copy-index"
 VERSION = 1
@@ -76,14 +75,6 @@ class IndexExistsError(CopyIndexError):
 
 class StaleIndexError(CopyIndexError):
     """The method's weights changed since the index was created: its descriptors no longer compare."""
-
-
-@dataclass
-class Found:
-    """Images to add or search: ids, their files (resolved) and the unreadable ones left out {id: why}."""
-    ids: list[str]
-    paths: list[Path]
-    skipped: dict = field(default_factory=dict)
 
 
 def _now() -> str:
@@ -112,35 +103,20 @@ def _check_k(k) -> None:
 
 
 # ------------------------------------------------------------------ finding images
-def _from_files(files, skip_bad: bool, prefix: str) -> Found:
-    """Explicit image files: ids are their paths relative to the files' common folder."""
-    paths = sorted({Path(p).expanduser().resolve() for p in files})
-    if not paths:
-        raise CopyIndexError("No images given: give a folder or at least one image file.")
-    root = Path(os.path.commonpath([p.parent for p in paths]))
-    ids = [prefix + p.relative_to(root).as_posix() for p in paths]
-    bad = {i: why for i, p in zip(ids, paths) if (why := check_image(p))}
-    if bad and not skip_bad:
-        raise unreadable_images_error(bad, str(root), "Fix or remove them, or pass skip_bad=True to leave them out.")
-    if len(bad) == len(ids):
-        raise CopyIndexError(f"None of the {len(ids)} image file(s) given can be read.")
-    keep = [n for n, i in enumerate(ids) if i not in bad]
-    return Found([ids[n] for n in keep], [paths[n] for n in keep], bad)
-
-
-def find(source, skip_bad: bool = False, prefix: str = "") -> Found:
-    """The images of ``source``: a folder (recursively, as :func:`~isc_helpers.collection.find_images`),
-    one image file, or a list of image files. Unreadable images: one error listing them all, or
-    with ``skip_bad`` left out (``Found.skipped``)."""
+def find(source, skip_bad: bool = False, prefix: str = "") -> collection.Collection:
+    """The images of ``source``: a folder (recursively, :func:`~isc_helpers.collection.find_images`),
+    one image file, or a list of image files (:func:`~isc_helpers.collection.image_files`), files
+    resolved and ids preceded by ``prefix``. Unreadable images: one error listing them all, or with
+    ``skip_bad`` left out (``skipped``)."""
     if not isinstance(prefix, str):
         raise CopyIndexError(f"prefix must be text (e.g. 'phone/'), got {prefix!r}.")
-    if isinstance(source, (str, os.PathLike)):
-        if Path(source).expanduser().is_file():
-            return _from_files([source], skip_bad, prefix)
+    one = isinstance(source, (str, os.PathLike))
+    if one and not Path(source).expanduser().is_file():
         found = collection.find_images(source, skip_bad)
-        return Found([prefix + i for i in found.ids], [p.resolve() for p in found.paths],
-                     {prefix + i: why for i, why in found.skipped.items()})
-    return _from_files(list(source), skip_bad, prefix)
+    else:
+        found = collection.image_files([source] if one else list(source), skip_bad)
+    return dataclasses.replace(found, ids=[prefix + i for i in found.ids], paths=[p.resolve() for p in found.paths],
+                               skipped={prefix + i: why for i, why in found.skipped.items()})
 
 
 # ------------------------------------------------------------------ reading and writing the folder
@@ -343,7 +319,7 @@ class CopyIndex:
         added = sum(i not in known for i, _, _ in todo)
         return {"added": added, "updated": len(todo) - added, "unchanged": unchanged, "skipped": len(found.skipped)}
 
-    def _plan(self, found: Found) -> tuple[list, list, int]:
+    def _plan(self, found: collection.Collection) -> tuple[list, list, int]:
         """(images to describe [(id, path, fingerprint)], moved unchanged images [(id, new path)],
         number unchanged). An id indexed from another file that still exists is refused."""
         rows = dict(zip(self._table["id"], zip(self._table["path"], self._table["fingerprint"])))
@@ -446,7 +422,7 @@ def _nlist(n: int) -> int:
     return max(1, min(2 ** round(math.log2(4 * math.sqrt(n))), n // 39))
 
 
-def _hits(found: Found, scores: np.ndarray, idx: np.ndarray, table: pd.DataFrame, k: int) -> pd.DataFrame:
+def _hits(found: collection.Collection, scores: np.ndarray, idx: np.ndarray, table: pd.DataFrame, k: int) -> pd.DataFrame:
     """The kNN result as rows (query, reference, score): no file with itself, at most ``k`` per
     query, best first (ties by query, then reference)."""
     qi = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
