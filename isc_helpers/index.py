@@ -26,7 +26,12 @@ fingerprint; row i describes descriptor row i). Every file is written atomically
 replaced, it names the previous, complete files, so a crash never leaves a half-written index.
 The files of earlier tokens are deleted after the manifest is written. One writer at a time.
 :meth:`CopyIndex.add` commits every :data:`COMMIT_EVERY` newly described images, so an
-interrupted add keeps what it described; run it again to go on.
+interrupted add keeps what it described; run it again to go on. Every commit rewrites the whole
+descriptor file (about 1 KB per image for 256 dimensions: ``benchmarks/bench_index.py``).
+
+**Descriptors computed elsewhere.** :meth:`CopyIndex.add_descriptors` adds descriptors the caller
+already has (computed by the index's method on another machine, or simulated for a benchmark)
+under given ids, with the same one-commit write; no image is read.
 
 **Search.** Exact inner-product search (:func:`isc_helpers.search.knn`, faiss ``IndexFlatIP``) below
 :data:`EXACT_LIMIT` images; above it, an IVF index (:func:`isc_helpers.search.build_index`,
@@ -349,11 +354,47 @@ class CopyIndex:
         if x.ndim != 2 or len(x) != len(paths):
             raise CopyIndexError(f"Method {self.method!r} returned an array of shape {x.shape} for {len(paths)} "
                                  "images; a descriptor method returns one row per image.")
-        dims = self.manifest["dims"]
-        if dims is not None and len(self) and x.shape[1] != dims:
+        if self._other_dims(x.shape[1]):
             raise StaleIndexError(f"{self.folder}: method {self.method!r} now gives {x.shape[1]} dimensions, the "
-                                  f"index holds {dims}; re-create the index.")
+                                  f"index holds {self.manifest['dims']}; re-create the index.")
         return descriptors.l2_normalize(x)
+
+    def _other_dims(self, d: int) -> bool:
+        """Whether ``d`` dimensions differ from those of the descriptors already indexed."""
+        return self.manifest["dims"] is not None and len(self) > 0 and d != self.manifest["dims"]
+
+    def add_descriptors(self, ids, x, paths=None, fingerprints=None) -> dict:
+        """Add descriptors computed elsewhere by this index's method (float [n, d], one row per id;
+        L2-normalised here) under ``ids``, in one commit; no image is read. ``paths``: the files they
+        describe (resolved; default none, ""), never matched with themselves by :meth:`search`.
+        ``fingerprints``: their content fingerprints (:func:`isc_helpers.cache.file_fingerprint`;
+        default "", so that a later :meth:`add` of a file under such an id describes it again). An
+        id already indexed is replaced. Returns the counts ``added`` and ``updated``."""
+        self._check_weights()
+        ids = list(ids)
+        n = len(ids)
+        vecs = np.asarray(x, dtype=np.float32)
+        paths = [""] * n if paths is None else [str(Path(p).expanduser().resolve()) if p else "" for p in paths]
+        fingerprints = [""] * n if fingerprints is None else [str(f) for f in fingerprints]
+        problems = [f"x has shape {vecs.shape}, ({n}, d) expected" if vecs.ndim != 2 or len(vecs) != n else "",
+                    f"{len(paths)} paths and {len(fingerprints)} fingerprints for {n} ids"
+                    if len(paths) != n or len(fingerprints) != n else "",
+                    "the ids must be text" if not all(isinstance(i, str) for i in ids) else "",
+                    "repeated ids" if len(set(ids)) != n else "",
+                    "values that are not finite" if vecs.size and not np.isfinite(vecs).all() else ""]
+        if vecs.ndim == 2 and self._other_dims(vecs.shape[1]):
+            problems.append(f"{vecs.shape[1]} dimensions, the index holds {self.manifest['dims']}")
+        problems = [p for p in problems if p]
+        if problems:
+            raise CopyIndexError(f"{self.folder}: cannot add these descriptors ({'; '.join(problems)}).")
+        if not n:
+            return {"added": 0, "updated": 0}
+        known = set(self._table["id"])
+        batch = list(zip(ids, paths, fingerprints))
+        self._commit(*self._merge(np.array(self._x, np.float32), self._table.copy(), batch,
+                                  descriptors.l2_normalize(vecs)))
+        added = sum(i not in known for i in ids)
+        return {"added": added, "updated": n - added}
 
     @staticmethod
     def _merge(x: np.ndarray, table: pd.DataFrame, batch: list, vecs: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
@@ -367,7 +408,8 @@ class CopyIndex:
             x[row] = vecs[n]
             table.iloc[row] = list(batch[n])
         added = pd.DataFrame([batch[n] for n in new], columns=COLUMNS, dtype=object)
-        return np.concatenate([x, vecs[new]]), pd.concat([table, added], ignore_index=True)
+        appended = vecs if len(new) == len(vecs) else vecs[new]       # no copy when every row is new
+        return (np.concatenate([x, appended]) if len(x) else appended), pd.concat([table, added], ignore_index=True)
 
     def _commit(self, x: np.ndarray, table: pd.DataFrame) -> None:
         self.manifest = _write_all(self.folder, self.manifest, x, table)

@@ -299,3 +299,40 @@ def test_command_line_create_add_search_info(tmp_path, photos, capsys):
     assert cli.main(["index", "info", str(folder)]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 5
     assert cli.main(["index", "info", str(tmp_path)]) == 2
+
+
+def test_descriptors_computed_elsewhere_are_added_without_reading_images(idx, tmp_path, photos, monkeypatch):
+    seen = _counting(monkeypatch)
+    rows = np.random.RandomState(0).standard_normal((3, 256)).astype(np.float32)
+    ids = ["sim/0.jpg", "sim/1.jpg", "a.png"]
+    assert idx.add_descriptors(ids, 3 * rows, fingerprints=["f0", "f1", "f2"]) == {"added": 2, "updated": 1}
+    assert seen == []
+    again = CopyIndex.open(tmp_path / "idx")
+    assert again.ids == sorted(NAMES) + ids[:2] and len(list((tmp_path / "idx").iterdir())) == 3
+    assert np.allclose(again.descriptors[[0, 5, 6]], rows[[2, 0, 1]] / np.linalg.norm(rows[[2, 0, 1]], axis=1,
+                                                                                     keepdims=True), atol=1e-6)
+    assert again.paths[5:] == ["", ""] and again._table["fingerprint"].tolist()[5:] == ["f0", "f1"]
+    assert again.add(photos) == {"added": 0, "updated": 1, "unchanged": 4, "skipped": 0}   # a.png: other fingerprint
+    assert seen == ["a.png"]
+    shutil.copy(photos / "b.png", tmp_path / "copy.png")
+    again.add_descriptors(["sim/2.jpg"], descriptors.tiny_thumbnail([photos / "b.png"]), paths=[photos / "b.png"])
+    hits = again.search([photos / "b.png", tmp_path / "copy.png"], k=2)
+    assert "sim/2.jpg" not in hits[hits["query"] == "b.png"].reference.tolist()     # the same file: never matched
+    assert set(hits[hits["query"] == "copy.png"].reference.iloc[:2]) == {"b.png", "sim/2.jpg"}
+
+
+def test_descriptors_computed_elsewhere_are_checked(idx, tmp_path):
+    rows = np.ones((2, 256), np.float32)
+    for args, why in [((["x", "y"], np.ones((2, 8))), "8 dimensions, the index holds 256"),
+                      ((["x"], rows), r"shape \(2, 256\), \(1, d\)"),
+                      ((["x", "x"], rows), "repeated ids"),
+                      (([1, 2], rows), "must be text"),
+                      ((["x", "y"], rows * np.nan), "not finite"),
+                      ((["x", "y"], rows, ["p"]), "1 paths and 2 fingerprints for 2 ids")]:
+        with pytest.raises(CopyIndexError, match=why):
+            idx.add_descriptors(*args)
+    assert CopyIndex.open(tmp_path / "idx").ids == sorted(NAMES)
+    assert idx.add_descriptors([], np.zeros((0, 256))) == {"added": 0, "updated": 0}
+    empty = CopyIndex.create(tmp_path / "new", method="thumbnail")
+    assert empty.add_descriptors(["x", "y"], np.ones((2, 12))) == {"added": 2, "updated": 0}
+    assert CopyIndex.open(tmp_path / "new").info()["dims"] == 12
