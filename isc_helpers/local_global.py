@@ -4,8 +4,8 @@ A query may show only part of a reference (a crop) or show a reference as a part
 (pasted onto another photo, inside a screenshot). Describing *parts* (query views, reference
 regions, a detected overlay: :mod:`isc_helpers.overlays`) and scoring a pair by its
 best-matching parts handles both: the winners' "local-global" matching. Part scores are
-calibrated against training images first (score normalization, lesson 06's idea), so that a
-generic part cannot win the max over parts on its own.
+calibrated against parts of training images first (score normalization, lesson 06's idea), so
+that a generic part cannot win the max over parts on its own.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import descriptors, minidisc, normalize, search, tasks
+from . import descriptors, metrics, minidisc, normalize, search
 from .cache import dataset_file
 from .io import save_npz
 
@@ -159,17 +159,34 @@ def merge_parts(*parts: Parts) -> Parts:
 PART_CALIBRATION_GRID = [{"n": n, "factor": f} for n in (3, 10) for f in (0.25, 0.5, 1.0, 2.0)]
 
 
+def part_background(ds, progress: bool = True) -> np.ndarray:
+    """What parts are calibrated against: the regions of ``ds``'s training images, cut as
+    references are (:func:`reference_regions`), not whole training images. A flat quarter of a
+    heavily blurred query resembles flat quarters of photos (sky, walls), which whole photos,
+    all detailed, never are: against whole images such a part looks distinctive and wins the
+    max over parts for many references at once."""
+    return describe_parts(ds, "train", reference_regions, tag="regions", progress=progress).x
+
+
 def choose_part_calibration(ds, progress: bool = True):
-    """Choose :func:`calibrate_parts`' score normalization (n, factor) on the tuning task made of
-    ``ds``'s training images, with whole-image descriptors; returns (settings, table)."""
-    tune = tasks.tuning_task(ds, "trained", minidisc.build_tuning_set(ds, progress=progress), progress=progress)
-    return normalize.choose(tune, [], "score_norm", PART_CALIBRATION_GRID)
+    """Choose :func:`calibrate_parts`' score normalization (n, factor) on the tuning set made of
+    ``ds``'s training images, with the parts themselves: query views, reference regions and the
+    tuning set's own training regions as background. Returns (settings, table of µAP per setting);
+    ties go to the earlier setting."""
+    tu = minidisc.build_tuning_set(ds, progress=progress)
+    qp = describe_parts(tu, "query", query_views, tag="views", progress=progress)
+    rp = describe_parts(tu, "reference", reference_regions, tag="regions", progress=progress)
+    background, gt = part_background(tu, progress), tu.ground_truth()
+    table = pd.DataFrame([{**g, "uap": metrics.evaluate(search_parts(*calibrate_parts(qp, rp, background, **g)),
+                                                           gt).uap} for g in PART_CALIBRATION_GRID])
+    return dict(PART_CALIBRATION_GRID[int(np.argmax(table.uap.to_numpy()))]), table
 
 
 def calibrate_parts(queries: Parts, references: Parts, train, n: int = 3, factor: float = 1.0) -> tuple[Parts, Parts]:
     """Score normalization for every query part (lesson 06's "escaping the sphere"): a part's
-    score becomes q.r - factor x mean of its top-n similarities to training descriptors, so
-    that a generic part (sky, a wall) cannot win the max over parts on its own."""
+    score becomes q.r - factor x mean of its top-n similarities to ``train``, the background
+    descriptors (:func:`part_background`: regions of training images), so that a generic part
+    (sky, a wall, a blurred quarter) cannot win the max over parts on its own."""
     q, r = normalize.score_normalize(queries.x, references.x, train, n, factor)
     return Parts(queries.owner, queries.names, q, queries.seconds), Parts(references.owner, references.names, r,
                                                                          references.seconds)

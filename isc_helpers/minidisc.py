@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import augment, cache
+from . import augment, cache, transfer_edits
 from . import io as iio
 from .data import Dataset, DatasetError, Pool, load_disc21, load_pool
 from .images import load_image
@@ -279,7 +279,14 @@ def _copy_images(ds, tmp, sub, kind, train_ids, rng, progress) -> tuple[dict, li
     return new_id, sources
 
 
-def _tuning_queries(ds, tmp, split, ref_of, rng, seed, queries_per_photo, progress):
+# The edit generators of the tuning queries: mini-DISC's AugLy sampler and the transfer set's
+# second generator, alternating, so that what is fitted on the tuning set (calibrations,
+# fusions, score normalization) has seen edits of both kinds, not only those of mini-DISC.
+TUNING_EDITORS = ("augly", "transfer")
+EDITORS = {"augly": augment.random_edit, "transfer": transfer_edits.random_edit}
+
+
+def _tuning_queries(ds, tmp, split, ref_of, rng, seed, queries_per_photo, progress, editors):
     from tqdm.auto import tqdm
     assets = augment.EditAssets(overlays=load_pool().files("overlays"),
                                 backgrounds=[ds.image_path(t) for t in split["background"]])
@@ -289,7 +296,7 @@ def _tuning_queries(ds, tmp, split, ref_of, rng, seed, queries_per_photo, progre
     for i, j in enumerate(tqdm(rng.permutation(len(plan)), desc="tuning queries", disable=not progress)):
         src, rid = plan[j]
         qid = iio.make_id("query", i)
-        trace = augment.random_edit(ds.load(src), seed=seed * 1_000_003 + i, assets=assets)
+        trace = EDITORS[editors[i % len(editors)]](ds.load(src), seed=seed * 1_000_003 + i, assets=assets)
         save_image(trace.image, tmp / "query" / f"{qid}.jpg", 512)
         gt_rows.append({"query_id": qid, "reference_id": rid})
         sources.append({"image_id": qid, "train_id": src})
@@ -297,9 +304,10 @@ def _tuning_queries(ds, tmp, split, ref_of, rng, seed, queries_per_photo, progre
     return gt_rows, edit_rows, sources
 
 
-def _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress) -> None:
+def _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress, editors) -> None:
     ref_of, sources = _copy_images(ds, tmp, "reference", "reference", split["copied"] + split["pad"], rng, progress)
-    gt_rows, edit_rows, q_sources = _tuning_queries(ds, tmp, split, ref_of, rng, seed, queries_per_photo, progress)
+    gt_rows, edit_rows, q_sources = _tuning_queries(ds, tmp, split, ref_of, rng, seed, queries_per_photo, progress,
+                                                    editors)
     bg = split["background"] + split["bg_other"]
     _, bg_sources = _copy_images(ds, tmp, "train", "train", bg, rng, progress)
     pd.DataFrame(gt_rows).to_csv(tmp / "ground_truth.csv", index=False)
@@ -308,37 +316,43 @@ def _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress) ->
     pd.DataFrame(sources + q_sources + bg_sources).to_csv(tmp / "tuning_sources.csv", index=False)
     (tmp / "recipe.json").write_text(json.dumps({"from": ds.name, "seed": seed, "copied": len(split["copied"]),
                                                  "noncopy": len(split["noncopy"]), "background": len(bg),
+                                                 "editors": list(editors),
                                                  "reference_padding": len(split["pad"])}, indent=1))
 
 
-def _tuning_key(ds: Dataset, split: dict[str, list[str]], seed: int, queries_per_photo: int) -> str:
+def _tuning_key(ds: Dataset, split: dict[str, list[str]], seed: int, queries_per_photo: int, editors) -> str:
     """``<folder name>-<hash>``: the training images the tuning set is made of (ids, roles and each
     file's content fingerprint, ``cache.dataset_key``), the overlays it pastes and the settings, so
     a training image replaced or edited in place gives a new tuning set."""
     used = [i for part in split.values() for i in part]
     content = cache.dataset_key(ds.root, used, [ds.image_path(i) for i in used])
     key = cache.short_hash(json.dumps(split, sort_keys=True), content, load_pool().fingerprint_of(("overlays",)),
-                           seed, queries_per_photo, BUILDER_VERSION, length=10)
+                           seed, queries_per_photo, BUILDER_VERSION, *editors, length=10)
     return f"{Path(ds.root).name}-{key}"
 
 
 def build_tuning_set(ds: Dataset, seed: int = 7, max_photos: int = 600, queries_per_photo: int = 2,
-                     progress: bool = True) -> Dataset:
+                     progress: bool = True, editors: tuple[str, ...] = TUNING_EDITORS) -> Dataset:
     """A small copy-detection task made only from a dataset's *training* images (lesson 06).
 
     Parameters of post-processing (k, beta, factor...) are chosen on it, never on the
     evaluation queries. The training photos are split in three: copied (references, each
     with ``queries_per_photo`` edited queries), non-copied (as many edited distractor queries
     each) and background (its own training set, with half of the non-photo training images;
-    the other half pad the references). Edits come from the same sampler as mini-DISC, pasting
-    training photos only. Written once, atomically, to ``<cache>/tuning/``, keyed by the content
+    the other half pad the references). Edits come from both generators in turn (``editors``),
+    pasting training photos only. Written once, atomically, to ``<cache>/tuning/``, keyed by the content
     of the training images it uses (an edited one gives a new tuning set); returned as a
-    :class:`~isc_helpers.data.Dataset`.
+    :class:`~isc_helpers.data.Dataset`. ``editors``: the generators of its queries, taking turns
+    (:data:`TUNING_EDITORS`: mini-DISC's AugLy sampler and the transfer set's second generator;
+    the transfer set's own queries are never used).
     """
+    if not editors or any(e not in EDITORS for e in editors):
+        raise ValueError(f"editors must name some of {sorted(EDITORS)}, got {editors!r}")
     rng = np.random.RandomState(seed)
     split = _tuning_split(ds, rng, max_photos)
-    out = cache.cache_dir() / "tuning" / _tuning_key(ds, split, seed, queries_per_photo)
-    build_atomically(out, lambda tmp: _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress))
+    out = cache.cache_dir() / "tuning" / _tuning_key(ds, split, seed, queries_per_photo, tuple(editors))
+    build_atomically(out, lambda tmp: _write_tuning_set(ds, tmp, split, rng, seed, queries_per_photo, progress,
+                                                        tuple(editors)))
     return Dataset(f"tuning set of {ds.name}", out, out / "query", out / "reference", out / "train",
                    out / "ground_truth.csv", out / "edits.csv")
 

@@ -118,7 +118,7 @@ def run_trained_norm(ctx: Context) -> Result:
     return search.to_predictions(scores, idx, q.ids, r.ids), (h5_q, h5_r)
 
 
-def _localglobal(ds, train, k, stages, progress, calibration=None, detector=None):
+def _localglobal(ds, k, stages, progress, calibration=None, detector=None):
     """Calibrated best-part predictions (lesson 04): (preds, calibrated query and reference parts,
     calibration, detector)."""
     if detector is None:
@@ -135,15 +135,17 @@ def _localglobal(ds, train, k, stages, progress, calibration=None, detector=None
     if calibration is None:
         with stages("local-global: choose calibration on training images"):
             calibration, _ = local_global.choose_part_calibration(ds, progress=progress)
+    with stages("local-global: training regions"):
+        background = local_global.part_background(ds, progress=progress)
     with stages("local-global: search"):
-        qp, rp = local_global.calibrate_parts(qp, rp, train, **calibration)
+        qp, rp = local_global.calibrate_parts(qp, rp, background, **calibration)
         preds = local_global.search_parts(qp, rp, k=k)
     return preds, (qp, rp), calibration, detector
 
 
 def run_trained_localglobal(ctx: Context) -> Result:
     """Lesson 04: query views, reference regions and a detected overlay, calibrated best-part score."""
-    preds, (_, rp), _, _ = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages, ctx.progress)
+    preds, (_, rp), _, _ = _localglobal(ctx.ds, ctx.k, ctx.stages, ctx.progress)
     ctx.ref_bytes = rp.x.nbytes / max(1, len(ctx.ds.reference_ids))
     ctx.notes.append("no descriptor-track HDF5: this method scores pairs, not single descriptors")
     return preds, None
@@ -211,7 +213,7 @@ def run_best(ctx: Context, sources=BEST_CANDIDATES) -> Result:
     """Lessons 04-05 (and 08's lesson that no single descriptor finds every copy): the union of
     candidates from local-global matching, keypoint votes and the ImageNet descriptor, verified
     with SIFT; the fusion is fitted on the tuning task with candidates found the same way."""
-    preds, parts, calibration, detector = _localglobal(ctx.ds, ctx.got["train"], ctx.k, ctx.stages, ctx.progress)
+    preds, parts, calibration, detector = _localglobal(ctx.ds, ctx.k, ctx.stages, ctx.progress)
     ctx.ref_bytes = parts[1].x.nbytes / max(1, len(ctx.ds.reference_ids))
     folder = ctx.descriptor_dir
 
@@ -221,8 +223,7 @@ def run_best(ctx: Context, sources=BEST_CANDIDATES) -> Result:
                                      ctx.progress)
 
     def tuning_candidates(tu, tt):
-        tpreds, tparts, _, _ = _localglobal(tu, tt.train, ctx.k, Stages(quiet=True), ctx.progress, calibration,
-                                            detector)
+        tpreds, tparts, _, _ = _localglobal(tu, ctx.k, Stages(quiet=True), ctx.progress, calibration, detector)
         return candidates_on(tu, tpreds, tparts, keypoints.sift_dataset(tu, "query", progress=False),
                              keypoints.sift_dataset(tu, "reference", progress=False))
     qf, rf = _keypoints(ctx)
@@ -262,7 +263,7 @@ PIPELINES = {p.name: p for p in [
              "training images, as one 256-d descriptor (lessons 03, 06)", "trained + training-image descriptors", True,
              run_trained_norm, "trained"),
     Pipeline("trained+localglobal", "query views, reference regions and a detected overlay crop, each part "
-             "calibrated against training images, best-part score (lesson 04)",
+             "calibrated against regions of training images, best-part score (lesson 04)",
              "~10 descriptors per query, 6 per reference (6 KiB), detector trained in ~20 s", True,
              run_trained_localglobal, "trained"),
     Pipeline("trained+sift", "trained descriptor's top-10 verified with SIFT + MAGSAC, fused with a calibration "
