@@ -14,8 +14,10 @@ LAYERS = (
     ("profile", "device", "io", "images", "cache", "augly_compat"),
     # shared: data, edits, metric and search on arrays
     ("augment", "data", "metrics", "search"),
+    # shared: the second edit generator (written without AugLy)
+    ("transfer_edits",),
     # shared: datasets the course builds; networks
-    ("minidisc", "models", "transfer_edits"),
+    ("minidisc", "models"),
     # shared: training configs and checkpoints; small heads on frozen features; the transfer set
     ("checkpoints", "heads", "transfer"),
     # shared: global descriptors, their registry and per-dataset extraction
@@ -29,6 +31,8 @@ LAYERS = (
     ("training", "local_global", "overlays", "verify", "scale", "pair_verifier", "ensembles"),
     # the pipeline of every method (07)
     ("pipeline",),
+    # what a method's scores mean: probabilities and thresholds for a precision (issue 16)
+    ("calibration",),
     # any folder of photos through the pipeline: copies, decisions, groups (issue 16)
     ("collection",),
     # a descriptor index of a collection that grows (issue 16)

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import checks, collection, data, descriptors, minidisc, pipeline, report, training, transfer
+from . import calibration, checks, collection, data, descriptors, minidisc, pipeline, report, training, transfer
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
@@ -83,9 +83,11 @@ def _find_copies_parser(sub) -> None:
     f.add_argument("--references", default=None, help="... in this folder")
     f.add_argument("--method", default="trained+sift", help="a pipeline (`isc-course methods`); default trained+sift")
     f.add_argument("--k", type=int, default=10, help="candidates per image")
+    f.add_argument("--precision", type=float, default=None,
+                   help="decide copy above the threshold estimated to give this precision (default 0.9), fitted on "
+                        "edited copies of training images (the first run of a method calibrates it: minutes)")
     f.add_argument("--threshold", type=float, default=None,
-                   help="raw-score threshold for decision=copy (not a calibrated probability yet); default per "
-                        "method: " + ", ".join(f"{m} {t:g}" for m, (t, _) in collection.DEFAULT_THRESHOLDS.items()))
+                   help="a raw-score threshold instead (no calibration run, no probability column)")
     f.add_argument("--out", default=None, help="output folder: pairs.csv, report.html and, for one folder, groups.csv "
                    "(default: print the accepted pairs)")
     f.add_argument("--overwrite", action="store_true",
@@ -257,43 +259,54 @@ def _run(args) -> int:
 
 
 def _find_copies_work(args):
-    """(pairs, threshold, files written) of `isc-course find-copies`; every input checked before the search."""
-    threshold = args.threshold if args.threshold is not None else collection.default_threshold(args.method)
-    if not math.isfinite(threshold):
+    """(pairs, threshold, its description, files written) of `isc-course find-copies`; every input
+    checked before the search."""
+    if args.threshold is not None and args.precision is not None:
+        raise ValueError("Give --precision (a calibrated threshold) or --threshold (a raw one), not both.")
+    if args.threshold is not None and not math.isfinite(args.threshold):
         raise ValueError(f"--threshold must be a finite number, got {args.threshold}.")
+    precision = calibration.DEFAULT_PRECISION if args.precision is None else args.precision
+    if not 0 < precision <= 1:
+        raise ValueError(f"--precision must be in (0, 1], e.g. 0.9; got {args.precision}.")
     if args.out:
         collection.check_out(args.out, args.overwrite, also=(report.REPORT_FILE,))
     pairs = collection.find_copies(args.folder, args.queries, args.references, method=args.method, k=args.k,
-                                   skip_bad=args.skip_bad_images)
+                                   skip_bad=args.skip_bad_images, calibrate=args.threshold is None)
+    if args.threshold is not None:
+        threshold, how = args.threshold, f"raw score >= {args.threshold:g} (given; not calibrated)"
+    else:
+        point = collection.operating_point(pairs, precision)
+        threshold, how = point.threshold, pairs.attrs["calibration"].describe(point)
     written = {}
     if args.out:
         written = collection.write_outputs(args.out, pairs, threshold, args.folder is not None, args.overwrite)
-        written["report"] = _find_copies_report(args, pairs, threshold)
-    return pairs, threshold, written
+        written["report"] = _find_copies_report(args, pairs, threshold, how)
+    return pairs, threshold, how, written
 
 
-def _find_copies_report(args, pairs, threshold):
+def _find_copies_report(args, pairs, threshold, how):
     """OUT/report.html of `isc-course find-copies`: thumbnails read from the folders searched."""
     roots = {side: Path(folder).expanduser() for side, folder in
              (("query", args.folder or args.queries), ("reference", args.folder or args.references))}
     where = args.folder or f"{args.queries} in {args.references}"
     return report.write_report(collection.decide(pairs, threshold), lambda side, image_id: roots[side] / image_id,
                                Path(args.out) / report.REPORT_FILE, title=f"Copies: {where} ({args.method})",
-                               threshold=threshold)
+                               threshold=threshold, note=f"Decision: {how}.")
 
 
 def _find_copies(args) -> int:
     result, failed = _attempt(lambda: _find_copies_work(args), "the folders")
     if failed is not None:
         return failed
-    pairs, threshold, written = result
+    pairs, threshold, how, written = result
     copies = collection.decide(pairs, threshold).query("decision == 'copy'")
-    print(f"{len(copies)} pair(s) at raw score >= {threshold:g} ({args.method}), of {len(pairs)} candidates"
+    print(f"{len(copies)} pair(s) decided copy ({args.method}), of {len(pairs)} candidates; {how}"
           + (f"; {len(pairs.attrs['skipped'])} unreadable image(s) left out" if pairs.attrs.get("skipped") else ""))
     if written:
         print("\n".join(str(p) for p in written.values()))
     elif len(copies):
-        print(copies[["query", "reference", "score", "stage"]].to_string(index=False))
+        cols = ["query", "reference", "score"] + (["probability"] if "probability" in copies else []) + ["stage"]
+        print(copies[cols].to_string(index=False))
     return 0
 
 

@@ -7,9 +7,10 @@
   B (``queries`` and ``references``) or on one folder against itself (each pair once, an image
   never matched with itself). The pipeline works on DISC21 ids, so the images are given internal
   ids (Q00000, R000000) in a :class:`FolderView` of the files, no copy made, and mapped back.
-* :func:`decide` and :func:`groups` turn scores into decisions with a threshold on the *raw*
-  score (:data:`DEFAULT_THRESHOLDS`; calibrated probabilities are not in this slice yet) and
-  into copy groups (connected components of the accepted pairs).
+* Scores become decisions through a calibration (:mod:`isc_helpers.calibration`): each pair gets
+  an estimated ``probability`` of being a copy, and :func:`decide` cuts at the threshold that
+  gives a target precision (default 0.9) on edited copies of training images, or at a raw
+  threshold given; :func:`groups` joins accepted pairs into copy groups (connected components).
 """
 from __future__ import annotations
 
@@ -21,25 +22,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import cache, io, minidisc, pipeline
+from . import cache, calibration, io, minidisc, pipeline
 from .data import Dataset
 from .images import check_image, load_image, unreadable_images_error
 
 PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MAX_QUERIES = 100_000          # Q00000..Q99999: the internal query ids of the pipeline
 
-# The raw score above which a pair is called a copy, per method, until calibration lands. Where
-# it comes from: the published figure, or the score at 90% precision on mini-DISC (course profile).
-DEFAULT_THRESHOLDS = {
-    "trained": (0.69, "cosine; 90% precision at 0.69 on mini-DISC and on the transfer set (course profile; "
-                      "0.62 on the test profile's mini-DISC), shipped descriptor of 2026-12-01"),
-    "imagenet_cnn": (0.75, "cosine; 90% precision on mini-DISC at 0.73 (test) to 0.76 (course)"),
-    "sscd": (0.75, "cosine; SSCD's published 90%-precision threshold on DISC21"),
-    "pdq": (-31.0, "minus the Hamming distance in bits; PDQ's published match distance (31 of 256)"),
-    "phash": (-10.0, "minus the Hamming distance in bits; the usual pHash cut (10 of 64)"),
-    "trained+sift": (1.0, "calibrated global + SIFT probabilities (0 to 2); 1 = as likely a copy as not"),
-    "best": (1.0, "calibrated global + SIFT probabilities (0 to 2); 1 = as likely a copy as not"),
-}
 # which stage gave a method's final score
 STAGE = {"trained+sift": "sift", "best": "sift", "trained+localglobal": "local-global"}
 
@@ -193,44 +182,57 @@ def _collections(folder, queries, references, skip_bad: bool) -> tuple[Collectio
 
 
 def find_copies(folder=None, queries=None, references=None, method: str = "trained+sift", k: int = 10,
-                skip_bad: bool = False, train: Dataset | None = None, progress: bool = False) -> pd.DataFrame:
+                skip_bad: bool = False, train: Dataset | None = None, calibrate: bool = True,
+                progress: bool = False) -> pd.DataFrame:
     """Copies in any folder(s) of images: a DataFrame with one row per candidate pair, best first:
     ``query``, ``reference`` (ids = paths relative to their folder), ``score`` (the method's raw
-    score: higher = more likely a copy) and ``stage`` (the stage that gave the score: global,
-    local-global or sift).
+    score: higher = more likely a copy), ``probability`` (with ``calibrate``: the estimated chance
+    that the pair is a copy, :mod:`isc_helpers.calibration`) and ``stage`` (the stage that gave
+    the score: global, local-global or sift). ``pairs.attrs["calibration"]`` holds the calibration
+    that :func:`decide` uses.
 
     ``folder``: copies inside one collection, each pair once as (a, b) with a < b, an image never
     matched with itself. ``queries`` and ``references``: the ``k`` best references of each query.
-    ``train``: the dataset whose training images fit the calibrations of methods that need them
-    (default: the profile's mini-DISC, built on first use).
+    ``train``: the dataset whose training images fit the calibrations (default: the profile's
+    mini-DISC, built on first use). The first calibration of a method runs it once on a
+    calibration set (minutes); it is cached.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"--k must be a whole number of at least 1, got {k}.")
     pipe = pipeline.get_pipeline(method)
     qs, rs = _collections(folder, queries, references, skip_bad)
-    if pipe.needs_train and train is None:
+    if (pipe.needs_train or calibrate) and train is None:
         train = minidisc.open_dataset(progress=progress)
     view = folder_view(qs, rs, train if pipe.needs_train else None)
     one_folder = qs is rs
     found = _run(view, method, k + 1 if one_folder else k, progress)     # one folder: room for the image itself
     pairs = _one_folder_pairs(found, qs) if one_folder else _two_folder_pairs(found, qs, rs)
+    fitted = calibration.fit(pipe.name, train, k=k, progress=progress) if calibrate else None
+    if fitted is not None:
+        pairs = pairs.assign(probability=fitted.probability(pairs.score.to_numpy()))
     pairs = pairs.assign(stage=STAGE.get(pipe.name, "global"))
     pairs = pairs.sort_values(["score", "query", "reference"], ascending=[False, True, True], kind="stable")
-    pairs.attrs["skipped"] = {**qs.skipped, **rs.skipped}
-    return pairs.reset_index(drop=True)
+    pairs = pairs.reset_index(drop=True)
+    pairs.attrs.update(skipped={**qs.skipped, **rs.skipped}, calibration=fitted)
+    return pairs
 
 
-def default_threshold(method: str) -> float:
-    """The raw-score threshold of :data:`DEFAULT_THRESHOLDS`; other methods need one given."""
-    pipeline.get_pipeline(method)                 # an unknown method is named as such
-    if method not in DEFAULT_THRESHOLDS:
-        raise ValueError(f"No default threshold for {method!r} (its scores have no fixed scale); give one with "
-                         f"--threshold, or use one of {', '.join(DEFAULT_THRESHOLDS)}.")
-    return DEFAULT_THRESHOLDS[method][0]
+def operating_point(pairs: pd.DataFrame, precision: float = calibration.DEFAULT_PRECISION):
+    """The calibrated threshold of :func:`find_copies`' pairs for a target ``precision``, with its
+    estimated precision and recall (:class:`~isc_helpers.calibration.OperatingPoint`)."""
+    fitted = pairs.attrs.get("calibration")
+    if fitted is None:
+        raise ValueError("These pairs carry no calibration (find_copies(..., calibrate=False)); give a raw "
+                         "threshold instead, or call find_copies with calibrate=True.")
+    return fitted.operating_point(precision)
 
 
-def decide(pairs: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """``pairs`` with a ``decision`` column: "copy" where the score is at least ``threshold``."""
+def decide(pairs: pd.DataFrame, threshold: float | None = None,
+           precision: float = calibration.DEFAULT_PRECISION) -> pd.DataFrame:
+    """``pairs`` with a ``decision`` column: "copy" where the score is at least ``threshold``;
+    without one, at least the calibrated threshold for ``precision`` (:func:`operating_point`)."""
+    if threshold is None:
+        threshold = operating_point(pairs, precision).threshold
     return pairs.assign(decision=np.where(pairs.score >= threshold, "copy", "not copy"))
 
 
@@ -273,11 +275,14 @@ def check_out(out, overwrite: bool, also: tuple = ()) -> None:
 
 
 def write_outputs(out, pairs: pd.DataFrame, threshold: float, one_folder: bool, overwrite: bool = False) -> dict:
-    """Write ``pairs.csv`` (query, reference, score, decision, stage) and, for one folder,
-    ``groups.csv`` (group, image); with ``overwrite`` an earlier run's files are replaced."""
+    """Write ``pairs.csv`` (query, reference, score, probability when calibrated, decision, stage)
+    and, for one folder, ``groups.csv`` (group, image); with ``overwrite`` an earlier run's files
+    are replaced."""
     out = Path(out)
     check_out(out, overwrite)
-    decided = decide(pairs, threshold)[["query", "reference", "score", "decision", "stage"]]
+    columns = ["query", "reference", "score"] + (["probability"] if "probability" in pairs else []) + ["decision",
+                                                                                                      "stage"]
+    decided = decide(pairs, threshold)[columns]
     written = {"pairs": out / "pairs.csv"}
     io.atomic_write(written["pairs"], lambda t: decided.to_csv(t, index=False, float_format="%.6g"))
     if one_folder:

@@ -72,15 +72,17 @@ def _row(n: int, pair, resolve_path, thumbs: dict) -> str:
     decision = str(pair.decision)
     cells = (f"<td>{n}</td>" + _image_cell("query", pair.query, resolve_path, thumbs)
              + _image_cell("reference", pair.reference, resolve_path, thumbs)
-             + f"<td>{float(pair.score):.4g}</td><td class=\"decision\">{html.escape(decision)}</td>"
+             + f"<td>{float(pair.score):.4g}</td>"
+             + (f"<td>{float(pair.probability):.2f}</td>" if hasattr(pair, "probability") else "")
+             + f"<td class=\"decision\">{html.escape(decision)}</td>"
              + f"<td>{html.escape(str(pair.stage))}</td>")
     cls = "copy" if decision == "copy" else "other"
     return f'<tr class="{cls}">{cells}</tr>'
 
 
-def _page(number: int, rows: list[str]) -> str:
+def _page(number: int, rows: list[str], probability: bool = False) -> str:
     head = ("<tr><th>#</th><th>query</th><th></th><th>reference</th><th></th><th>score</th>"
-            "<th>decision</th><th>stage</th></tr>")
+            + ("<th>probability</th>" if probability else "") + "<th>decision</th><th>stage</th></tr>")
     hidden = "" if number == 1 else " hidden"
     return (f'<section class="page" data-page="{number}"{hidden}><table><thead>{head}</thead>'
             f'<tbody>{"".join(rows)}</tbody></table></section>')
@@ -94,13 +96,20 @@ def _pager(n_pages: int) -> str:
     return f'<nav class="pager">Page: {buttons}</nav>'
 
 
-def _header(title: str, pairs: pd.DataFrame, shown: int, threshold, page_size: int, n_pages: int) -> str:
+def _header(title: str, pairs: pd.DataFrame, shown: int, threshold, page_size: int, n_pages: int,
+            note: str = "") -> str:
     n_copy = int((pairs.decision == "copy").sum())
     cut = "" if threshold is None else f" (score at least {float(threshold):g})"
     lines = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{len(pairs)} candidate pair(s); <b>{n_copy}</b> decided copy{cut}. "
              f"Threshold: {'n/a' if threshold is None else f'{float(threshold):g}'} (raw score). "
              "Sorted by score, highest first.</p>"]
+    if note:
+        lines.append(f'<p class="note">{html.escape(note)}</p>')
+    if "probability" in pairs:
+        lines.append('<p class="note">probability: the estimated chance that a pair is a copy, measured on edited '
+                     "copies of training images where half the queries have a copy; where copies are rarer it is "
+                     "lower.</p>")
     if shown < len(pairs):
         lines.append(f'<p class="note">Only the top {shown} of {len(pairs)} pairs are shown here; '
                      "pairs.csv holds them all.</p>")
@@ -111,7 +120,8 @@ def _header(title: str, pairs: pd.DataFrame, shown: int, threshold, page_size: i
 
 
 def render_report(pairs: pd.DataFrame, resolve_path: Callable, title: str = "Copy detection report",
-                  page_size: int = 100, threshold: float | None = None, max_pairs: int = MAX_PAIRS) -> str:
+                  page_size: int = 100, threshold: float | None = None, max_pairs: int = MAX_PAIRS,
+                  note: str = "") -> str:
     """The HTML text of :func:`write_report`."""
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, not {page_size}")
@@ -125,22 +135,25 @@ def render_report(pairs: pd.DataFrame, resolve_path: Callable, title: str = "Cop
     shown = ordered.head(max_pairs)
     thumbs: dict = {}
     rows = [_row(n + 1, p, resolve_path, thumbs) for n, p in enumerate(shown.itertuples(index=False))]
-    pages = [_page(i // page_size + 1, rows[i:i + page_size]) for i in range(0, max(len(rows), 1), page_size)]
+    pages = [_page(i // page_size + 1, rows[i:i + page_size], "probability" in pairs)
+             for i in range(0, max(len(rows), 1), page_size)]
     pager = _pager(len(pages))
-    body = _header(title, ordered, len(shown), threshold, page_size, len(pages)) + pager + "".join(pages) + pager
+    body = _header(title, ordered, len(shown), threshold, page_size, len(pages), note) + pager + "".join(pages) + pager
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head>\n<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")
 
 
 def write_report(pairs: pd.DataFrame, resolve_path: Callable, out_path, title: str = "Copy detection report",
-                 page_size: int = 100, threshold: float | None = None, max_pairs: int = MAX_PAIRS) -> Path:
+                 page_size: int = 100, threshold: float | None = None, max_pairs: int = MAX_PAIRS,
+                 note: str = "") -> Path:
     """Write ``report.html`` for ``pairs`` (columns query, reference, score and, when present,
-    decision and stage; without decision, ``threshold`` decides) to ``out_path``; returns it.
+    probability, decision and stage; without decision, ``threshold`` decides) to ``out_path``;
+    returns it. ``note``: a sentence shown under the title (how the threshold was chosen).
 
     ``resolve_path(side, image_id)``: the file of an image, ``side`` being "query" or
     "reference". An image that cannot be read shows as such; the report is still written.
     """
-    text = render_report(pairs, resolve_path, title, page_size, threshold, max_pairs)
+    text = render_report(pairs, resolve_path, title, page_size, threshold, max_pairs, note)
     out_path = Path(out_path)
     io.atomic_write(out_path, lambda t: Path(t).write_text(text, encoding="utf-8"))
     return out_path

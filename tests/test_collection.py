@@ -112,7 +112,7 @@ def test_bad_images_listed_together_or_skipped(tmp_path, mini):
 
 
 def test_one_folder_planted_copies_on_top(pairs):
-    assert list(pairs.columns) == ["query", "reference", "score", "stage"]
+    assert list(pairs.columns) == ["query", "reference", "score", "probability", "stage"]
     assert set(pairs.stage) == {"global"}
     assert (pairs["query"] != pairs["reference"]).all()                     # never an image with itself
     assert (pairs["query"] < pairs["reference"]).all()                      # (a, b) with a < b
@@ -163,10 +163,10 @@ def test_same_file_in_both_folders_is_not_matched_with_itself(folder):
 
 
 def test_trained_sift_finds_the_planted_copies(pairs, folder, mini):
-    found = collection.find_copies(folder, method="trained+sift", train=mini)
-    assert set(found.stage) == {"sift"}
+    found = collection.find_copies(folder, method="trained+sift", train=mini, calibrate=False)
+    assert set(found.stage) == {"sift"} and "probability" not in found
     planted = {_key(a, b) for a, b in PLANTED}
-    accepted = found[found.score >= collection.default_threshold("trained+sift")]
+    accepted = found[found.score >= 1.0]            # the fused scale: 1 = as likely a copy as not
     assert {_key(a, b) for a, b in zip(accepted["query"], accepted["reference"])} == planted, found.head(8)
     assert found.score[len(PLANTED)] < 0.5, found.head(8)                  # the first non-copy far below 1
     assert (found["query"] < found["reference"]).all() and not found.duplicated(["query", "reference"]).any()
@@ -191,14 +191,39 @@ def test_cli_one_folder_writes_pairs_and_groups(tmp_path, folder, pairs, capsys)
     assert cli.main(args + ["--overwrite"]) == 0
 
 
-def test_cli_two_folders_and_default_threshold(tmp_path, folder, capsys):
+def test_calibrated_probabilities_and_decisions(pairs):
+    fitted = pairs.attrs["calibration"]
+    assert fitted.method == FAST and fitted.copies > 0 and fitted.queries > fitted.copies
+    p = pairs.probability.to_numpy()
+    assert ((0 <= p) & (p <= 1)).all() and (p[:-1] >= p[1:] - 1e-12).all()      # pairs are sorted by score
+    point = collection.operating_point(pairs, 0.9)
+    assert point.precision >= 0.9 and 0 < point.recall <= 1
+    assert collection.operating_point(pairs, 0.5).threshold <= point.threshold      # less precision, lower cut
+    decided = collection.decide(pairs)                                               # default: precision 0.9
+    assert (decided.decision == "copy").sum() == (pairs.score >= point.threshold).sum()
+    copies = decided[decided.decision == "copy"]
+    assert {_key(a, b) for a, b in zip(copies["query"], copies["reference"])} <= {_key(a, b) for a, b in PLANTED}
+    bare = pairs.copy()
+    bare.attrs = {}
+    with pytest.raises(ValueError, match="no calibration"):
+        collection.decide(bare)
+
+
+def test_cli_two_folders_and_default_calibrated_threshold(tmp_path, folder, capsys):
     out = tmp_path / "out"
     (out).mkdir()
     (out / "groups.csv").write_text("group,image\n")             # an earlier one-folder run's groups
     assert cli.main(["find-copies", "--queries", str(folder / "holiday"), "--references", str(folder),
                      "--method", FAST, "--out", str(out), "--overwrite"]) == 0
-    assert f"raw score >= {collection.default_threshold('trained'):g}" in capsys.readouterr().out   # the default
+    printed = capsys.readouterr().out
+    assert "chosen for precision 0.9: estimated precision" in printed                # the default
     assert (out / "pairs.csv").exists() and not (out / "groups.csv").exists()
+    written = pd.read_csv(out / "pairs.csv")
+    assert list(written.columns) == ["query", "reference", "score", "probability", "decision", "stage"]
+    copies = written[written.decision == "copy"]
+    assert set(zip(copies["query"], copies["reference"])) <= {(Path(c).relative_to("holiday").as_posix(), o)
+                                                              for o, c in PLANTED if c.startswith("holiday/")}
+    assert "estimated precision" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -208,7 +233,8 @@ def test_cli_two_folders_and_default_threshold(tmp_path, folder, capsys):
     (["FOLDER", "--queries", "FOLDER"], "not both"),
     (["--queries", "FOLDER"], "both queries and references"),
     (["FOLDER", "--method", "nope"], "Unknown method"),
-    (["FOLDER", "--method", "trained+norm"], "--threshold"),
+    (["FOLDER", "--precision", "1.5"], "(0, 1]"),
+    (["FOLDER", "--precision", "0.9", "--threshold", "1"], "not both"),
     (["FOLDER", "--out", "FILE"], "is a file"),
 ])
 def test_cli_bad_input_exit_2(tmp_path, folder, capsys, args, message):

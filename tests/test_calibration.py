@@ -1,0 +1,65 @@
+"""Calibrated decisions (issue 16): isotonic probabilities, precision-recall curve, thresholds."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from isc_helpers import calibration
+
+
+def test_isotonic_is_monotone_and_keeps_the_copy_rate():
+    rng = np.random.RandomState(0)
+    s = rng.rand(500)
+    y = rng.rand(500) < s                       # true probability = score
+    knots, rates = calibration.isotonic(s, y)
+    assert (np.diff(knots) > 0).all() and (np.diff(rates) > 0).all()
+    c = calibration.Calibration("m", knots, rates, pd.DataFrame(), 0, 0, "")
+    p = c.probability(s)
+    assert abs(p.mean() - y.mean()) < 0.02                         # mass kept (up to interpolation)
+    assert np.abs(p - s).mean() < 0.1                               # close to the true probability
+
+
+def test_isotonic_pools_violators():
+    knots, rates = calibration.isotonic(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 1, 0, 1]))
+    assert rates.tolist() == [0.0, 0.5, 1.0] and knots.tolist() == [1.0, 2.5, 4.0]
+
+
+def test_pr_curve_counts_ties_together():
+    curve = calibration.pr_curve(np.array([0.9, 0.8, 0.8, 0.1]), np.array([1, 1, 0, 0]), n_copies=4)
+    assert curve.threshold.tolist() == [0.9, 0.8, 0.1]
+    assert curve.accepted.tolist() == [1, 3, 4]
+    assert curve.precision.tolist() == pytest.approx([1, 2 / 3, 0.5]) and curve.recall.tolist() == [0.25, 0.5, 0.5]
+
+
+def _fitted():
+    gt = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00002", "Q00003"],
+                       "reference_id": ["R000000", "R000001", "R000002", ""]})
+    preds = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00003", "Q00002", "Q00000"],
+                          "reference_id": ["R000000", "R000001", "R000005", "R000002", "R000009"],
+                          "score": [0.9, 0.8, 0.7, 0.6, 0.2]})
+    return calibration.from_predictions(preds, gt, "m", "a test"), preds, gt
+
+
+def test_operating_point_takes_the_most_recall_at_the_precision():
+    c, preds, gt = _fitted()
+    p = c.operating_point(0.75)                 # 3 of the 4 best are copies
+    assert (p.threshold, p.precision, p.recall) == (0.6, 0.75, 1.0)
+    assert c.operating_point(1.0).threshold == 0.8
+    assert c.copies == 3 and c.queries == 4
+    again = calibration.Calibration.from_json(c.to_json())
+    assert again.operating_point(0.75) == p and np.allclose(again.probability([0.1, 0.65]), c.probability([0.1, 0.65]))
+    checked = calibration.check(p, preds, gt)
+    assert checked["precision"] == 0.75 and checked["recall"] == 1.0 and checked["accepted"] == 4
+    assert "0.75" in c.describe(p) and "a test" in c.describe(p)
+
+
+def test_unreachable_precision_and_bad_values_are_clear():
+    gt = pd.DataFrame({"query_id": ["Q00000", "Q00001"], "reference_id": ["R000000", ""]})
+    preds = pd.DataFrame({"query_id": ["Q00001", "Q00000"], "reference_id": ["R000003", "R000000"],
+                          "score": [0.9, 0.5]})
+    c = calibration.from_predictions(preds, gt, "m", "x")
+    with pytest.raises(calibration.CalibrationError, match="no threshold reaches precision 0.9"):
+        c.operating_point(0.9)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        c.operating_point(1.5)
+    with pytest.raises(calibration.CalibrationError, match="no correct copy pair"):
+        calibration.from_predictions(preds[preds.query_id == "Q00001"], gt, "m", "x")
