@@ -11,7 +11,9 @@ Four phases, each in its own process so that each peak memory (RSS) is its own:
    the trained descriptor, timed apart from the search of their descriptors in the index (exact
    below ``index.EXACT_LIMIT`` images, IVF with ``nprobe`` = ``index.NPROBE`` above, the IVF built
    at the first search of each process and timed apart); end-to-end ``CopyIndex.search`` of image
-   files; peak RSS of the process.
+   files; peak RSS of the process. The index builds its IVF only for a search of at least
+   ``index.IVF_MIN_QUERIES`` images (fewer are searched exactly until it exists: building costs
+   more than searching them exactly); this phase sets that to 1 to time the IVF path itself.
 4. **recall**: the recall of the exact top-10 by the index's search on simulated queries (a tenth
    of them noisy copies of references, as in ``bench_search.py``), and exact search's time.
 
@@ -113,8 +115,9 @@ def describe_and_search(folder: Path, n_images: int, k: int) -> dict:
     """Latencies of describing real images and of searching their descriptors in the index."""
     import faiss
     import torch
-    from isc_helpers import descriptors, minidisc
+    from isc_helpers import descriptors, index, minidisc
     from isc_helpers.index import CopyIndex
+    index.IVF_MIN_QUERIES = 1          # time the IVF path (the index searches few queries exactly by default)
     method = descriptors.METHODS["trained"].fn
     t0 = time.perf_counter()
     idx = CopyIndex.open(folder)
@@ -147,8 +150,9 @@ def recall_phase(folder: Path, n_query: int, k: int) -> dict:
     """Recall of the exact top-k by the index's own search, on simulated queries (a tenth copies),
     and the time of exact search (faiss IndexFlatIP) for comparison."""
     import faiss
-    from isc_helpers import scale, search
+    from isc_helpers import index, scale, search
     from isc_helpers.index import CopyIndex
+    index.IVF_MIN_QUERIES = 1
     idx = CopyIndex.open(folder)
     rs = np.random.RandomState(2)
     n_copy = max(1, n_query // 10)

@@ -35,8 +35,10 @@ under given ids, with the same one-commit write; no image is read.
 
 **Search.** Exact inner-product search (:func:`isc_helpers.search.knn`, faiss ``IndexFlatIP``) below
 :data:`EXACT_LIMIT` images; above it, an IVF index (:func:`isc_helpers.search.build_index`,
-``IVF<nlist>,Flat`` with ``nprobe`` = :data:`NPROBE`: approximate) built at the first search and kept
-in memory by the :class:`CopyIndex` object, never written to disk.
+``IVF<nlist>,Flat`` with ``nprobe`` = :data:`NPROBE`: approximate) built at the first search of at
+least :data:`IVF_MIN_QUERIES` images and kept in memory by the :class:`CopyIndex` object, never
+written to disk; fewer queries are searched exactly until it exists (building it costs more
+than searching them exactly).
 
 Every error a user can cause is a :class:`CopyIndexError` (a ``ValueError``); unreadable images
 raise :class:`isc_helpers.images.ImageError` listing them all, as :func:`~isc_helpers.collection.find_images`.
@@ -62,6 +64,8 @@ MANIFEST = "manifest.json"
 COLUMNS = ["id", "path", "fingerprint"]
 EXACT_LIMIT = 100_000          # exact search below this many images, IVF from there on
 NPROBE = 32                    # IVF lists visited per query
+IVF_MIN_QUERIES = 10_000       # building the IVF (~50 s at 1M images, 2 cores) pays off from this many
+                               # queries at once (exact: ~5 ms per query in a batch at 1M)
 COMMIT_EVERY = 5_000           # newly described images between two commits of an add
 _DATA_PREFIXES = ("descriptors-", "images-")
 
@@ -416,14 +420,18 @@ class CopyIndex:
         self._x, self._table, self._ivf = x, table.reset_index(drop=True), None
 
     # ---------------------------------------------------------- search
-    def index_type(self) -> str:
-        """How :meth:`search` searches an index of this size."""
-        if len(self) < EXACT_LIMIT:
+    def _uses_ivf(self, n_queries: int) -> bool:
+        built = self._ivf is not None and self._ivf[0] == self.manifest["generation"]
+        return len(self) >= EXACT_LIMIT and (built or n_queries >= IVF_MIN_QUERIES)
+
+    def index_type(self, n_queries: int = IVF_MIN_QUERIES) -> str:
+        """How :meth:`search` searches an index of this size for ``n_queries`` images at once."""
+        if not self._uses_ivf(n_queries):
             return "exact (faiss IndexFlatIP, cosine similarity)"
         return f"IVF{_nlist(len(self))},Flat (faiss, approximate: nprobe={NPROBE}, cosine similarity)"
 
     def _knn(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self) < EXACT_LIMIT:
+        if not self._uses_ivf(len(q)):
             return search.knn(q, np.asarray(self._x), k, "ip")
         gen = self.manifest["generation"]
         if self._ivf is None or self._ivf[0] != gen:

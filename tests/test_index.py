@@ -247,9 +247,14 @@ def test_search_errors(tmp_path, photos):
 
 def test_large_indexes_are_searched_with_ivf(idx, tmp_path, photos, monkeypatch):
     monkeypatch.setattr(index, "EXACT_LIMIT", 3)
-    assert idx.info()["index_type"].startswith("IVF1,Flat")
     shutil.copy(photos / "b.png", tmp_path / "copy.png")
+    hits = idx.search(tmp_path / "copy.png", k=2)           # one query: exact, no IVF built for it
+    assert idx._ivf is None and idx.index_type(1).startswith("exact")
+    assert hits.reference.iloc[0] == "b.png" and hits.score.iloc[0] == pytest.approx(1.0, abs=1e-5)
+    monkeypatch.setattr(index, "IVF_MIN_QUERIES", 1)        # as for a batch of 10,000 queries
+    assert idx.info()["index_type"].startswith("IVF1,Flat")
     hits = idx.search(tmp_path / "copy.png", k=2)
+    assert idx._ivf is not None and idx.index_type(1).startswith("IVF1,Flat")
     assert hits.reference.iloc[0] == "b.png" and hits.score.iloc[0] == pytest.approx(1.0, abs=1e-5)
 
 
