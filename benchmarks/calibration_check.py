@@ -1,10 +1,10 @@
 """Does a calibrated threshold keep its promise? (issue 16: decisions, not just scores)
 
-For each method: fit its calibration on edited copies of mini-DISC's training images (both edit
-generators, ``calibration.fit``), take the threshold estimated to give precision 0.9 (and 0.8),
-then measure the precision and recall really reached at that threshold on mini-DISC's queries and
-on the transfer set (other photos, another edit generator; nothing is chosen on either), beside
-the estimate. Writes benchmarks/results/calibration_<profile>.json and prints a Markdown table.
+For each method and dataset (mini-DISC, the transfer set): run `find-copies`' own path on the
+dataset's query and reference folders (``collection.find_copies``: the search, then the
+calibration probe of decoys and planted copies searched in the references), take the threshold
+estimated to give precision 0.9 (and 0.8), and measure the precision and recall really reached
+there with the dataset's ground truth, beside the estimate. Nothing is chosen on either set. Writes benchmarks/results/calibration_<profile>.json and prints a Markdown table.
 
     ISC_PROFILE=course python benchmarks/calibration_check.py [--methods trained,trained+sift,best]
 """
@@ -13,21 +13,25 @@ import json
 import time
 from pathlib import Path
 
-from isc_helpers import cache, calibration, io, minidisc, pipeline, transfer
+import pandas as pd
+
+from isc_helpers import calibration, collection, minidisc, transfer
 from isc_helpers.profile import get_profile
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def predictions(ds, method: str, name: str, profile: str) -> tuple:
-    """(predictions, summary) of ``method`` on ``ds``, reusing the leaderboard's run when there."""
-    out = cache.cache_dir() / "transfer_leaderboard" / profile / name
-    summary_file = out / method / "summary.json"
-    if not summary_file.exists():
-        pipeline.run_pipeline(ds, method, out / method, overwrite=True, progress=False,
-                              descriptor_dir=out / "descriptors")
-    summary = json.loads(summary_file.read_text())
-    return io.read_predictions(summary["outputs"]["predictions"]), summary
+def measured(ds, method: str, mini, precisions) -> list[dict]:
+    """Copies of ``ds``'s queries among its references by `find-copies`' own path (two folders,
+    calibrated on the references), then the precision and recall really reached."""
+    t0 = time.perf_counter()
+    pairs = collection.find_copies(queries=ds.query_dir, references=ds.reference_dir, method=method, train=mini)
+    seconds = round(time.perf_counter() - t0, 1)
+    preds = pd.DataFrame({"query_id": pairs["query"].str.split(".").str[0],
+                          "reference_id": pairs["reference"].str.split(".").str[0], "score": pairs.score})
+    fitted = pairs.attrs["calibration"]
+    return [{**calibration.check(collection.operating_point(pairs, p), preds, ds.ground_truth()),
+             "probe_images": fitted.queries, "planted": fitted.copies, "seconds": seconds} for p in precisions]
 
 
 def main():
@@ -40,18 +44,10 @@ def main():
     sets = {"mini-DISC": mini, "transfer": transfer.load_transfer_set(profile, progress=False)}
     rows = []
     for m in args.methods.split(","):
-        t0 = time.perf_counter()
-        fitted = calibration.fit(m, mini, progress=False)
-        fit_s = time.perf_counter() - t0
-        for p in map(float, args.precisions.split(",")):
-            point = fitted.operating_point(p)
-            for name, ds in sets.items():
-                preds, _ = predictions(ds, m, name, profile.name)
-                rows.append({"method": m, "dataset": name, **calibration.check(point, preds, ds.ground_truth()),
-                             "calibration_queries": fitted.queries, "calibration_copies": fitted.copies,
-                             "calibration_fit_s": round(fit_s, 1)})
-                r = rows[-1]
-                print(f"| {m} | {name} | {p:g} | {r['threshold']:.4g} | {r['estimated_precision']:.2f} / "
+        for name, ds in sets.items():
+            for r in measured(ds, m, mini, [float(p) for p in args.precisions.split(",")]):
+                rows.append({"method": m, "dataset": name, **r})
+                print(f"| {m} | {name} | {r['target']:g} | {r['threshold']:.4g} | {r['estimated_precision']:.2f} / "
                       f"{r['estimated_recall']:.2f} | {r['precision']:.2f} / {r['recall']:.2f} | {r['accepted']} |",
                       flush=True)
     RESULTS.mkdir(exist_ok=True)

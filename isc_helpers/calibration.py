@@ -1,24 +1,29 @@
 """Decisions, not just scores (issue 16): a method's raw score mapped to an estimated probability
-of "copy", and the threshold that gives a target precision.
+of "copy", and the threshold that gives a target precision, *on the collection searched*.
 
-A raw score means different things for different methods and collections (a cosine of 0.75 is
-SSCD's 90%-precision point on DISC21, not anyone else's). So the course *measures* what a score
-means: it runs the method, exactly as on the user's images, on a **calibration set** made from a
-dataset's training images (never the references or queries searched): edited copies of some
-training photos against edited non-copies, the edits taking turns between mini-DISC's AugLy
-sampler and the transfer set's second generator (:func:`calibration_set`, like the tuning set of
-lesson 06 but with its own seed). Every candidate pair it returns is labelled copy or not; then
+A raw score means different things for different methods and collections: a cosine of 0.75 is
+SSCD's 90%-precision point on DISC21, not anyone else's, and how many non-copies score high
+depends on how crowded the collection is and how many of its images have copies at all. So the
+course measures both on the collection itself, by searching it with a **probe**
+(:func:`make_probe`, the way proteomics estimates false discoveries with decoys):
 
-* the **probability** of a score is the isotonic (monotone) regression of the labels on the
-  scores (pool-adjacent-violators, :func:`isotonic`), and
-* the **threshold** for a target precision is the lowest score at which the pairs scoring at
-  least that much are, on the calibration set, at least that precise (:meth:`Calibration.operating_point`),
-  with the recall it keeps.
+* **decoys**: edited photos from outside the collection (a dataset's training photos, the edits
+  taking turns between mini-DISC's AugLy sampler and the second generator): every candidate
+  they get is a false one;
+* **planted copies**: edited copies of some of the collection's own images, searched in it:
+  how often a copy's source is found at each score (the *recall*); their other candidates are
+  false too (a copy also resembles its original's neighbours).
 
-Both hold at the calibration set's share of copies (half of its queries have one). A collection
-where copies are rarer gets a lower precision at the same threshold: :func:`check` measures the
-precision and recall really reached on a dataset with ground truth (the transfer set), to set
-beside the estimate.
+Together they measure how many false pairs an image searched brings at each score (the
+*false-accept rate*). With ``n`` images searched, about ``n x false-accept rate(t)`` of the pairs
+scoring at least ``t`` are false, whatever the share of copies; the rest of the pairs observed are copies. Hence the
+estimated precision at ``t`` and the threshold for a target precision
+(:meth:`Calibration.operating_point`), and per pair the estimated **probability** of being a copy
+(:func:`fit`: an isotonic regression of "observed pair" against "decoy pair, weighted n / decoys"
+on the score). The estimates are as good as the decoys are like the collection's own non-copies
+(photos of another kind make them optimistic); in one folder a false pair found from both of its
+images counts twice, so there they are conservative. :func:`check` measures the precision and
+recall really reached on a dataset with ground truth, beside the estimate.
 """
 from __future__ import annotations
 
@@ -29,11 +34,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cache, descriptors, io, minidisc, pipeline
+from . import cache, minidisc
 from .data import Dataset
+from .images import load_image
 
-CALIBRATION_SEED = 11          # the tuning set of the pipeline's fusions uses seed 7: another draw
-CALIBRATION_VERSION = 1
+PROBE_SEED = 11
+PROBE_VERSION = 1
+MAX_DECOYS = 400               # decoy images (training photos, each edited twice by each generator)
+DECOYS_PER_PHOTO = 4
+MAX_PLANTED = 100              # edited copies of the collection's own images
 DEFAULT_PRECISION = 0.9
 
 
@@ -41,21 +50,23 @@ class CalibrationError(ValueError):
     """A calibration cannot give what was asked (e.g. a precision no threshold reaches)."""
 
 
-def isotonic(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pool-adjacent-violators: the non-decreasing step function of ``scores`` closest (least
-    squares) to the 0/1 ``labels``. Returns (block mean scores, block copy rates), both rising."""
+def isotonic(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pool-adjacent-violators: the non-decreasing step function of ``scores`` closest (weighted
+    least squares) to the 0/1 ``labels``. Returns (block mean scores, block label rates), rising."""
     order = np.argsort(scores, kind="stable")
     x, y = np.asarray(scores, float)[order], np.asarray(labels, float)[order]
-    means, sums, counts = [], [], []            # one entry per block: mean label, score sum, size
-    for xi, yi in zip(x, y):
-        means.append(yi), sums.append(xi), counts.append(1)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, float)[order]
+    x, y, w = x[w > 0], y[w > 0], w[w > 0]      # a point of weight 0 changes nothing
+    means, xs, ws = [], [], []                  # one entry per block: mean label, weighted score sum, weight
+    for xi, yi, wi in zip(x, y, w):
+        means.append(yi), xs.append(xi * wi), ws.append(wi)
         while len(means) > 1 and means[-2] >= means[-1]:    # merge while the order is violated
-            n = counts[-2] + counts[-1]
-            means[-2] = (means[-2] * counts[-2] + means[-1] * counts[-1]) / n
-            sums[-2] += sums[-1]
-            counts[-2] = n
-            del means[-1], sums[-1], counts[-1]
-    return np.asarray(sums) / np.asarray(counts), np.asarray(means)
+            total = ws[-2] + ws[-1]
+            means[-2] = (means[-2] * ws[-2] + means[-1] * ws[-1]) / total
+            xs[-2] += xs[-1]
+            ws[-2] = total
+            del means[-1], xs[-1], ws[-1]
+    return np.asarray(xs) / np.asarray(ws), np.asarray(means)
 
 
 def pr_curve(scores: np.ndarray, labels: np.ndarray, n_copies: int) -> pd.DataFrame:
@@ -81,8 +92,9 @@ class OperatingPoint:
 
 @dataclass
 class Calibration:
-    """What a method's scores meant on a calibration set: the isotonic map (``knots``, ``rates``),
-    the precision-recall curve, and where it was measured (``queries``, ``copies``, ``source``)."""
+    """What a method's scores mean on one collection: the probability map (``knots``, ``rates``),
+    the estimated precision-recall curve (threshold, accepted, precision, recall) and what it was
+    estimated from (``queries`` probe images, ``copies`` of them planted copies, ``source``)."""
     method: str
     knots: np.ndarray
     rates: np.ndarray
@@ -92,34 +104,33 @@ class Calibration:
     source: str
 
     def probability(self, scores) -> np.ndarray:
-        """Estimated probability that a pair with this score is a copy (at the calibration set's
-        share of copies), interpolated between the isotonic blocks."""
+        """Estimated probability that a pair with this score is a copy, interpolated between the
+        isotonic blocks."""
         return np.interp(np.asarray(scores, float), self.knots, self.rates)
 
     def operating_point(self, precision: float = DEFAULT_PRECISION) -> OperatingPoint:
-        """The lowest threshold whose accepted pairs reach ``precision`` on the calibration set
-        (the most recall at that precision)."""
+        """The lowest threshold whose accepted pairs reach ``precision`` by the estimate (the most
+        recall at that precision)."""
         if not 0 < precision <= 1:
             raise ValueError(f"--precision must be in (0, 1], e.g. 0.9; got {precision}.")
         ok = self.curve[self.curve.precision >= precision]
         if ok.empty:
             best = self.curve.precision.max() if len(self.curve) else 0.0
-            raise CalibrationError(f"{self.method}: no threshold reaches precision {precision:g} on the calibration "
-                                   f"set (its best is {best:.2f}); ask for less, or give --threshold.")
+            raise CalibrationError(f"{self.method}: no threshold reaches an estimated precision of {precision:g} here "
+                                   f"(the best is {best:.3f}); ask for less, or give --threshold.")
         row = ok.iloc[-1]
         return OperatingPoint(float(row.threshold), float(row.precision), float(row.recall), precision)
 
     def describe(self, point: OperatingPoint) -> str:
         """One sentence for reports: the threshold, its estimated precision and recall, and how."""
         return (f"threshold {point.threshold:.4g} ({self.method} score), chosen for precision {point.target:g}: "
-                f"estimated precision {point.precision:.2f} and recall {point.recall:.2f}, measured on {self.source} "
-                f"({self.queries} queries, {self.copies} of them copies; a collection with rarer copies gets a "
-                "lower precision at the same threshold)")
+                f"estimated precision {point.precision:.2f} and recall {point.recall:.2f}, from {self.source} "
+                f"({self.queries} probe images, {self.copies} of them copies)")
 
     def to_json(self) -> dict:
         return {"method": self.method, "knots": self.knots.tolist(), "rates": self.rates.tolist(),
                 "curve": self.curve.to_dict(orient="list"), "queries": self.queries, "copies": self.copies,
-                "source": self.source, "version": CALIBRATION_VERSION}
+                "source": self.source}
 
     @classmethod
     def from_json(cls, d: dict) -> "Calibration":
@@ -145,35 +156,105 @@ def from_predictions(preds: pd.DataFrame, gt: pd.DataFrame, method: str, source:
                        gt.query_id.nunique(), n_copies, source)
 
 
-def calibration_set(train: Dataset, progress: bool = False) -> Dataset:
-    """Edited copies of ``train``'s training photos against edited non-copies, both edit generators
-    (a tuning set with its own seed); built once, cached."""
-    return minidisc.build_tuning_set(train, seed=CALIBRATION_SEED, progress=progress)
+@dataclass(frozen=True)
+class Probe:
+    """Images searched in a collection to calibrate it: ``paths[:decoys]`` are decoys (edited
+    photos from outside it), the rest planted copies, ``sources[i]`` being the position in the
+    collection of planted copy i's original."""
+    root: Path
+    paths: list[Path]
+    decoys: int
+    sources: list[int]
 
 
-def _work_dir(cal: Dataset, method: str, k: int) -> Path:
-    base = descriptors.METHODS.get(pipeline.get_pipeline(method).base)
-    weights = base.fingerprint() if base is not None and base.fingerprint else "none"
-    key = cache.short_hash(method, weights, k, CALIBRATION_VERSION)
-    return cache.cache_dir() / "calibration" / Path(cal.root).name / f"{method.replace('+', '_')}-{key}"
+def _probe_plan(collection_paths, train: Dataset) -> tuple[list, list[int]]:
+    """(decoy (train id, editor) pairs, positions of the collection images to copy), seeded."""
+    rng = np.random.RandomState(PROBE_SEED)
+    photos = list(train.photo_train_ids())
+    photos = [photos[i] for i in sorted(rng.permutation(len(photos))[:MAX_DECOYS // DECOYS_PER_PHOTO])]
+    editors = minidisc.TUNING_EDITORS * (DECOYS_PER_PHOTO // len(minidisc.TUNING_EDITORS))
+    decoys = [(t, e) for t in photos for e in editors]
+    n = len(collection_paths)
+    return decoys, sorted(rng.choice(n, min(n, MAX_PLANTED), replace=False).tolist())
 
 
-def fit(method: str, train: Dataset, k: int = 10, progress: bool = False) -> Calibration:
-    """The calibration of ``method`` on :func:`calibration_set` of ``train``: the method run on it
-    by the pipeline (its own fitted parts fitted on the set's own training images), the
-    candidates labelled. Cached per method, weights and training images (written atomically)."""
-    cal = calibration_set(train, progress)
-    work = _work_dir(cal, method, k)
-    saved = work / "calibration.json"
-    if saved.exists():
-        return Calibration.from_json(json.loads(saved.read_text()))
-    summary = pipeline.run_pipeline(cal, method, work / "run", k=k, progress=progress, overwrite=True,
-                                    descriptor_dir=work / "descriptors")
-    preds = io.read_predictions(summary["outputs"]["predictions"])
-    source = f"edited copies of the training images of {train.name} (both edit generators)"
-    c = from_predictions(preds, cal.ground_truth(), method, source)
-    io.atomic_write(saved, lambda t: Path(t).write_text(json.dumps(c.to_json())))
-    return c
+def make_probe(collection_paths, train: Dataset, progress: bool = False) -> Probe:
+    """The probe of a collection (its image files, in the order searched): decoys made from
+    ``train``'s training photos and planted copies of a seeded sample of the collection, each
+    edited by the generators in turn; written once to the cache, keyed by their sources' content."""
+    from tqdm.auto import tqdm
+    paths = [Path(p) for p in collection_paths]
+    decoys, planted = _probe_plan(paths, train)
+    if not decoys:
+        raise CalibrationError(f"{train.name} has no training photos to make decoys of; give --threshold instead.")
+    sources = [train.image_path(t) for t, _ in decoys] + [paths[i] for i in planted]
+    key = cache.short_hash(*[cache.file_fingerprint(p) for p in sources], PROBE_SEED, PROBE_VERSION,
+                           *minidisc.TUNING_EDITORS)
+    root = cache.cache_dir() / "calibration" / f"probe-{key}"
+    editors = [e for _, e in decoys] + [minidisc.TUNING_EDITORS[i % 2] for i in range(len(planted))]
+    assets = minidisc.edit_assets("training")
+
+    def fill(tmp: Path) -> None:
+        for i, (src, editor) in enumerate(tqdm(list(zip(sources, editors)), desc="calibration probe",
+                                               disable=not progress)):
+            trace = minidisc.EDITORS[editor](load_image(src), seed=PROBE_SEED * 1_000_003 + i, assets=assets)
+            minidisc.save_image(trace.image, tmp / "query" / f"probe_{i:05d}.jpg", 512)
+        (tmp / "recipe.json").write_text(json.dumps({"decoys": len(decoys), "planted": len(planted)}))
+    minidisc.build_atomically(root, fill)
+    return Probe(root / "query", [root / "query" / f"probe_{i:05d}.jpg" for i in range(len(sources))],
+                 len(decoys), planted)
+
+
+def fit(method: str, probe: Probe, found: pd.DataFrame, observed: np.ndarray, n_queries: int) -> Calibration:
+    """The calibration of ``method`` on one collection: ``found`` (columns q, r, score: probe
+    image q's candidates, r a position in the collection) from searching the probe in it,
+    ``observed`` the scores of the pairs the search of the collection itself gave for its
+    ``n_queries`` images. False pairs at a threshold are estimated as (images without a copy) x
+    (false pairs per decoy) + (images with a copy) x (other candidates per planted copy), the
+    number of images with a copy being estimated from the pairs observed (:func:`_copies_among`)."""
+    planted = found[found.q >= probe.decoys]
+    is_source = planted.r.to_numpy() == np.asarray(probe.sources)[planted.q.to_numpy() - probe.decoys]
+    s = {"copy": planted[is_source].groupby("q").score.max().to_numpy(float),
+         "decoy": found.score[found.q < probe.decoys].to_numpy(float),     # every candidate of a decoy is false
+         "other": planted.score[~is_source].to_numpy(float),               # so are a copy's other candidates
+         "observed": np.asarray(observed, float)}
+    n_d, n_p = max(1, probe.decoys), max(1, len(probe.sources))
+    n_copy = _copies_among(s, n_d, n_p, n_queries)
+    wd, wp = (n_queries - n_copy) / n_d, n_copy / n_p
+    t = np.unique(s["observed"])[::-1]
+    accepted = _at_least(s["observed"], t)
+    false = wd * (_at_least(s["decoy"], t) + 1) + wp * _at_least(s["other"], t)   # +1: see _copies_among
+    curve = pd.DataFrame({"threshold": t, "accepted": accepted,
+                          "precision": np.clip(1 - false / np.maximum(accepted, 1), 0, 1),
+                          "recall": _at_least(s["copy"], t) / n_p})
+    x = np.r_[s["observed"], s["decoy"], s["other"]]
+    knots, r = isotonic(x, np.r_[np.ones(len(s["observed"])), np.zeros(len(x) - len(s["observed"]))],
+                        np.r_[np.ones(len(s["observed"])), np.full(len(s["decoy"]), wd), np.full(len(s["other"]), wp)])
+    p = np.clip((2 * r - 1) / np.maximum(r, 1e-12), 0, 1)      # 1 - (false pairs / pairs) at each score
+    source = (f"searching decoys (edited photos from outside the collection) and planted copies (edited copies of "
+              f"its own images) in it; about {n_copy:.0f} of the {n_queries} images searched estimated to have a copy")
+    return Calibration(method, knots, p, curve, len(probe.paths), len(probe.sources), source)
+
+
+def _at_least(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """How many of ``x`` are at least each threshold of ``t``."""
+    return len(x) - np.searchsorted(np.sort(x), t, side="left")
+
+
+def _copies_among(s: dict, n_d: int, n_p: int, n: int) -> float:
+    """How many of the ``n`` images searched have a copy: at each threshold t the pairs observed
+    are n_copy x (recall + other candidates per copy) + (n - n_copy) x (false pairs per decoy);
+    solved for n_copy at every t where the planted copies are found at least a fifth of the
+    time, and the median taken. (In the false-pair count, one decoy pair more than seen is added,
+    as in the knockoff+ estimate of false discoveries: beyond the decoys' highest score there may
+    still be false pairs.)"""
+    t = np.unique(s["observed"])
+    d, c, r = _at_least(s["decoy"], t) / n_d, _at_least(s["other"], t) / n_p, _at_least(s["copy"], t) / n_p
+    denom = r + c - d
+    ok = (r >= 0.2) & (denom > 0.05)
+    if not ok.any():
+        return 0.0
+    return float(np.clip(np.median((_at_least(s["observed"], t) - n * d)[ok] / denom[ok]), 0, n))
 
 
 def check(point: OperatingPoint, preds: pd.DataFrame, gt: pd.DataFrame) -> dict:

@@ -84,8 +84,9 @@ def _find_copies_parser(sub) -> None:
     f.add_argument("--method", default="trained+sift", help="a pipeline (`isc-course methods`); default trained+sift")
     f.add_argument("--k", type=int, default=10, help="candidates per image")
     f.add_argument("--precision", type=float, default=None,
-                   help="decide copy above the threshold estimated to give this precision (default 0.9), fitted on "
-                        "edited copies of training images (the first run of a method calibrates it: minutes)")
+                   help="decide copy above the threshold estimated to give this precision (default 0.9): decoys "
+                        "(edited photos from elsewhere) and edited copies of the collection's own images are "
+                        "searched in it too, about 500 images more")
     f.add_argument("--threshold", type=float, default=None,
                    help="a raw-score threshold instead (no calibration run, no probability column)")
     f.add_argument("--out", default=None, help="output folder: pairs.csv, report.html and, for one folder, groups.csv "
@@ -275,8 +276,11 @@ def _find_copies_work(args):
     if args.threshold is not None:
         threshold, how = args.threshold, f"raw score >= {args.threshold:g} (given; not calibrated)"
     else:
-        point = collection.operating_point(pairs, precision)
-        threshold, how = point.threshold, pairs.attrs["calibration"].describe(point)
+        try:
+            point = collection.operating_point(pairs, precision)
+            threshold, how = point.threshold, pairs.attrs["calibration"].describe(point)
+        except calibration.CalibrationError as e:      # keep the search: decide nothing, say why
+            threshold, how = math.inf, f"{e} No pair is decided copy; the probabilities are in pairs.csv"
     written = {}
     if args.out:
         written = collection.write_outputs(args.out, pairs, threshold, args.folder is not None, args.overwrite)

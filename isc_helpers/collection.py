@@ -193,9 +193,10 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
 
     ``folder``: copies inside one collection, each pair once as (a, b) with a < b, an image never
     matched with itself. ``queries`` and ``references``: the ``k`` best references of each query.
-    ``train``: the dataset whose training images fit the calibrations (default: the profile's
-    mini-DISC, built on first use). The first calibration of a method runs it once on a
-    calibration set (minutes); it is cached.
+    ``train``: the dataset whose training images fit the method's own calibrations and make the
+    decoys of ours (default: the profile's mini-DISC, built on first use). ``calibrate`` searches
+    a probe of about 300 images in the references too (decoys and planted copies,
+    :mod:`isc_helpers.calibration`).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"--k must be a whole number of at least 1, got {k}.")
@@ -207,7 +208,7 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     one_folder = qs is rs
     found = _run(view, method, k + 1 if one_folder else k, progress)     # one folder: room for the image itself
     pairs = _one_folder_pairs(found, qs) if one_folder else _two_folder_pairs(found, qs, rs)
-    fitted = calibration.fit(pipe.name, train, k=k, progress=progress) if calibrate else None
+    fitted = _calibrate(pipe, qs, rs, pairs.score.to_numpy(), train, k, progress) if calibrate else None
     if fitted is not None:
         pairs = pairs.assign(probability=fitted.probability(pairs.score.to_numpy()))
     pairs = pairs.assign(stage=STAGE.get(pipe.name, "global"))
@@ -215,6 +216,16 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     pairs = pairs.reset_index(drop=True)
     pairs.attrs.update(skipped={**qs.skipped, **rs.skipped}, calibration=fitted)
     return pairs
+
+
+def _calibrate(pipe, qs: Collection, rs: Collection, observed: np.ndarray, train: Dataset, k: int,
+               progress: bool) -> "calibration.Calibration":
+    """Search the calibration probe (decoys and planted copies, :func:`calibration.make_probe`) in
+    the references with the same method, and fit the calibration of the collection's scores."""
+    probe = calibration.make_probe(rs.paths, train, progress=progress)
+    images = Collection(probe.root, [p.name for p in probe.paths], probe.paths)
+    found = _run(folder_view(images, rs, train if pipe.needs_train else None), pipe.name, k, progress)
+    return calibration.fit(pipe.name, probe, found, observed, n_queries=len(qs.ids))
 
 
 def operating_point(pairs: pd.DataFrame, precision: float = calibration.DEFAULT_PRECISION):

@@ -107,9 +107,9 @@ def _header(title: str, pairs: pd.DataFrame, shown: int, threshold, page_size: i
     if note:
         lines.append(f'<p class="note">{html.escape(note)}</p>')
     if "probability" in pairs:
-        lines.append('<p class="note">probability: the estimated chance that a pair is a copy, measured on edited '
-                     "copies of training images where half the queries have a copy; where copies are rarer it is "
-                     "lower.</p>")
+        lines.append('<p class="note">probability: the estimated chance that a pair is a copy, from how many '
+                     "pairs this collection gave at that score against how many false ones decoy images (edited "
+                     "photos from outside it) brought.</p>")
     if shown < len(pairs):
         lines.append(f'<p class="note">Only the top {shown} of {len(pairs)} pairs are shown here; '
                      "pairs.csv holds them all.</p>")

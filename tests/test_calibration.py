@@ -1,4 +1,6 @@
 """Calibrated decisions (issue 16): isotonic probabilities, precision-recall curve, thresholds."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,9 +59,42 @@ def test_unreachable_precision_and_bad_values_are_clear():
     preds = pd.DataFrame({"query_id": ["Q00001", "Q00000"], "reference_id": ["R000003", "R000000"],
                           "score": [0.9, 0.5]})
     c = calibration.from_predictions(preds, gt, "m", "x")
-    with pytest.raises(calibration.CalibrationError, match="no threshold reaches precision 0.9"):
+    with pytest.raises(calibration.CalibrationError, match="no threshold reaches an estimated precision of 0.9"):
         c.operating_point(0.9)
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         c.operating_point(1.5)
     with pytest.raises(calibration.CalibrationError, match="no correct copy pair"):
         calibration.from_predictions(preds[preds.query_id == "Q00001"], gt, "m", "x")
+
+
+def test_weighted_isotonic_equals_repeated_points():
+    s, y = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1, 0, 0, 1])
+    k1, r1 = calibration.isotonic(s, y, np.array([1, 3, 1, 1]))
+    k2, r2 = calibration.isotonic(np.r_[s, 0.2, 0.2], np.r_[y, 0, 0])
+    assert np.allclose(k1, k2) and np.allclose(r1, r2)
+
+
+def _probe_search(rng, n_decoys=400, n_planted=100, n_refs=400, k=5):
+    """A synthetic probe search: false candidates score ~U(0, 0.6) (k per image), a planted copy's
+    source ~U(0.5, 1)."""
+    rows = [(q, rng.randint(n_refs), rng.uniform(0, 0.6)) for q in range(n_decoys) for _ in range(k)]
+    sources = rng.choice(n_refs, n_planted, replace=False).tolist()
+    rows += [(n_decoys + i, s, rng.uniform(0.5, 1.0)) for i, s in enumerate(sources)]
+    rows += [(n_decoys + i, (s + 1 + j) % n_refs, rng.uniform(0, 0.6)) for i, s in enumerate(sources) for j in range(k)]
+    probe = calibration.Probe(Path("."), [Path(f"p{i}") for i in range(n_decoys + n_planted)], n_decoys, sources)
+    return probe, pd.DataFrame(rows, columns=["q", "r", "score"])
+
+
+def test_fit_estimates_precision_from_decoys_whatever_the_share_of_copies():
+    rng = np.random.RandomState(0)
+    probe, found = _probe_search(rng)
+    for n_images, n_copies in ((1000, 300), (1000, 60)):     # copies common, then rare
+        false = rng.uniform(0, 0.6, 5 * n_images)            # every image brings 5 false candidates
+        true = rng.uniform(0.5, 1.0, n_copies)
+        c = calibration.fit("m", probe, found, np.r_[false, true], n_queries=n_images)
+        p = c.operating_point(0.9)
+        real = (true >= p.threshold).sum() / ((true >= p.threshold).sum() + (false >= p.threshold).sum())
+        assert abs(real - p.precision) < 0.1 and real > 0.8, (n_copies, p, real)
+        assert abs(p.recall - (true >= p.threshold).mean()) < 0.15
+        assert c.probability([0.2])[0] < 0.05 and c.probability([0.9])[0] > 0.9
+    assert c.queries == 500 and c.copies == 100
