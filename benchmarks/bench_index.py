@@ -25,8 +25,8 @@ image table on disk has the size a real collection's would. Results go to
 ``benchmarks/results/index_scale.json``; the index folder is deleted at the end unless ``--keep``.
 
     python benchmarks/bench_index.py                                     # 1,000,000 + 10,000 (about 3 min on 2 cores)
-    python benchmarks/bench_index.py --n-ref 20000 --n-add 1000 --out /tmp/index_quick.json   # a quick run
-    python benchmarks/bench_index.py --folder /tmp/isc-index-bench --keep   # keep the index folder afterwards
+    python benchmarks/bench_index.py --n-ref 20000 --n-add 1000 --out index_quick.json   # a quick run
+    python benchmarks/bench_index.py --folder FOLDER --keep    # build the index in FOLDER and keep it
     python benchmarks/bench_index.py --threads 1     # 1 thread (OMP_NUM_THREADS) for torch, faiss, BLAS
 
 ``--threads``: on a machine where other jobs hold cores, a second OpenMP thread waits for a core

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cache, minidisc
+from . import cache, metrics, minidisc
 from .data import Dataset
 from .images import load_image
 
@@ -127,30 +127,20 @@ class Calibration:
                 f"estimated precision {point.precision:.2f} and recall {point.recall:.2f}, from {self.source} "
                 f"({self.queries} probe images, {self.copies} of them copies)")
 
-    def to_json(self) -> dict:
-        return {"method": self.method, "knots": self.knots.tolist(), "rates": self.rates.tolist(),
-                "curve": self.curve.to_dict(orient="list"), "queries": self.queries, "copies": self.copies,
-                "source": self.source}
 
-    @classmethod
-    def from_json(cls, d: dict) -> "Calibration":
-        return cls(d["method"], np.asarray(d["knots"]), np.asarray(d["rates"]), pd.DataFrame(d["curve"]),
-                   d["queries"], d["copies"], d["source"])
-
-
-def labelled(preds: pd.DataFrame, gt: pd.DataFrame) -> np.ndarray:
-    """True where a predicted (query, reference) pair is in the ground truth."""
-    truth = set(zip(gt.query_id, gt.reference_id))
-    return np.array([(q, r) in truth for q, r in zip(preds.query_id, preds.reference_id)], dtype=bool)
+def labelled(preds: pd.DataFrame, gt: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """(True where a predicted (query, reference) pair is in the ground truth, the number of true
+    copy pairs): :func:`isc_helpers.metrics.label_predictions`, as µAP labels them."""
+    marked, n_copies = metrics.label_predictions(preds, gt, validate=False)
+    return marked.tp.to_numpy(bool), n_copies
 
 
 def from_predictions(preds: pd.DataFrame, gt: pd.DataFrame, method: str, source: str) -> Calibration:
     """A calibration from a method's predictions on a dataset with ground truth."""
-    y = labelled(preds, gt)
-    n_copies = int((gt.reference_id != "").sum())
+    y, n_copies = labelled(preds, gt)
     if len(preds) == 0 or n_copies == 0 or not y.any():
-        raise CalibrationError(f"{method}: the calibration set gave no correct copy pair to calibrate on "
-                               f"({len(preds)} candidate pairs, {n_copies} copies); use more training images.")
+        raise CalibrationError(f"{method}: these predictions hold no correct copy pair to calibrate on "
+                               f"({len(preds)} candidate pairs, {n_copies} copies); label more pairs.")
     knots, rates = isotonic(preds.score.to_numpy(float), y)
     return Calibration(method, knots, rates, pr_curve(preds.score.to_numpy(float), y, n_copies),
                        gt.query_id.nunique(), n_copies, source)
@@ -261,8 +251,8 @@ def check(point: OperatingPoint, preds: pd.DataFrame, gt: pd.DataFrame) -> dict:
     """Precision and recall really reached at ``point``'s threshold on a dataset with ground truth,
     beside the calibration's estimate."""
     accepted = preds[preds.score >= point.threshold]
-    tp = int(labelled(accepted, gt).sum())
-    n_copies = int((gt.reference_id != "").sum())
+    y, n_copies = labelled(accepted, gt)
+    tp = int(y.sum())
     return {"threshold": point.threshold, "target": point.target,
             "estimated_precision": point.precision, "estimated_recall": point.recall,
             "precision": tp / len(accepted) if len(accepted) else float("nan"),

@@ -119,7 +119,9 @@ class FolderView(Dataset):
 
 
 def folder_view(queries: Collection, references: Collection, train_from: Dataset | None = None) -> FolderView:
-    """The view the pipeline searches: query i is Q{i:05d}, reference j is R{j:06d}."""
+    """The view the pipeline searches: query i is Q{i:05d}, reference j is R{j:06d}. It is rooted
+    at the references' folder, so that what is cached per image set of the references (their
+    SIFT keypoints, parts) is shared by every search of them, e.g. the calibration probe's."""
     if len(queries.ids) > MAX_QUERIES:
         raise CollectionError(f"{queries.root}: {len(queries.ids):,} images; this version searches at most "
                               f"{MAX_QUERIES:,} query images at a time (split the folder).")
@@ -130,7 +132,7 @@ def folder_view(queries: Collection, references: Collection, train_from: Dataset
         files.update(zip(train_from.train_ids, train_from.paths("train")))
         train_dir = train_from.train_dir
     name = queries.root.name if queries is references else f"{queries.root.name}-in-{references.root.name}"
-    return FolderView(name, queries.root, queries.root, references.root, train_dir, None,
+    return FolderView(name, references.root, queries.root, references.root, train_dir, None,
                       files=files, train_from=train_from)
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from . import augment, metrics, minidisc, models, search, transfer_edits
+from . import augment, metrics, minidisc, models, search
 from .checkpoints import TrainConfig, build_model, input_weights, load_descriptor, save_checkpoint
 from .device import get_device, rank_world
 from .objectives import OBJECTIVES, Objective
@@ -97,7 +97,7 @@ class _Batches(torch.utils.data.Dataset):
         return x1, x2, torch.as_tensor(idx, dtype=torch.long)
 
 
-VAL_EDITORS = {"augly": augment.random_edit, "transfer": transfer_edits.random_edit}
+VAL_EDITORS = minidisc.EDITORS          # the two edit generators, as the tuning sets use them
 
 
 def val_editors(cfg: TrainConfig) -> list[str]:
