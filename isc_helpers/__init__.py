@@ -37,6 +37,8 @@ LAYERS = (
     ("collection",),
     # a descriptor index of a collection that grows (issue 16)
     ("index",),
+    # user-facing: why a pair matched, drawn (verified keypoints and the matched region)
+    ("match_picture",),
     # user-facing: the report of a copy search (issue 16)
     ("report",),
     # user-facing: figures and widgets, the environment check

@@ -3,6 +3,7 @@ opened in headless Chromium (the browser check of tests/test_browser.py: same br
 import os
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -47,7 +48,7 @@ def test_rows_thumbnails_sorted_and_header(tmp_path):
     pairs, out, text = _write(tmp_path, 12)
     assert out.name == "report.html" and text.startswith("<!DOCTYPE html>")
     assert text.count("<tr class=") == 12
-    srcs = re.findall(r'<img src="([^"]*)"', text)
+    srcs = re.findall(r'<td class="img"><img src="([^"]*)"', text)
     assert len(srcs) == 24 and all(s.startswith("data:image/jpeg;base64,") for s in srcs)
     assert "http://" not in text and "https://" not in text                   # self-contained
     scores = [float(s) for s in re.findall(r"</td><td>([0-9.e+-]+)</td><td class=\"decision\">", text)]
@@ -129,3 +130,38 @@ def test_cli_writes_report_next_to_pairs(tmp_path, capsys):
     assert cli.main(args) == 2                                   # an earlier report alone is not replaced
     assert "report.html" in capsys.readouterr().err and not (out / "pairs.csv").exists()
     assert cli.main(args + ["--overwrite"]) == 0
+
+
+def _photo_and_crop(root):
+    """A pool photo and a copy of it (a crop, shrunk), and an unrelated photo."""
+    from isc_helpers.data import load_pool
+    photos = sorted(load_pool().files("train_photos"))
+    im = Image.open(photos[0]).convert("RGB")
+    im.save(root / "photo.jpg")
+    w, h = im.size
+    im.crop((w // 5, h // 6, w * 4 // 5, h * 5 // 6)).resize((w // 2, h // 2)).save(root / "crop.jpg")
+    Image.open(photos[len(photos) // 2]).convert("RGB").save(root / "other.jpg")
+
+
+def test_match_picture_outlines_the_region_of_a_copy(tmp_path):
+    from isc_helpers import match_picture
+    _photo_and_crop(tmp_path)
+    copy = match_picture.match_picture(tmp_path / "crop.jpg", tmp_path / "photo.jpg")
+    other = match_picture.match_picture(tmp_path / "other.jpg", tmp_path / "photo.jpg")
+    assert copy.region and copy.inliers >= 3 * match_picture.MIN_INLIERS, copy
+    assert not other.region and other.inliers < match_picture.MIN_INLIERS, other
+    assert copy.image.height == match_picture.SIDE and "keypoints agree" in copy.caption()
+    # the outline is drawn in the region colour; the unrelated pair has none
+    colour = np.asarray(match_picture._REGION)
+    n_outline = [int((np.abs(np.asarray(p.image, int) - colour).sum(2) < 30).sum()) for p in (copy, other)]
+    assert n_outline[0] > 100 and n_outline[1] == 0, n_outline
+
+
+def test_report_pictures_only_pairs_decided_copy(tmp_path):
+    _photo_and_crop(tmp_path)
+    pairs = pd.DataFrame({"query": ["crop.jpg", "other.jpg"], "reference": ["photo.jpg", "photo.jpg"],
+                          "score": [0.9, 0.2]})
+    text = report.render_report(pairs, lambda side, i: tmp_path / i, threshold=0.5)
+    assert text.count('<td class="why"><img') == 1 and "keypoints agree on one geometry" in text
+    assert report.render_report(pairs, lambda side, i: tmp_path / i, threshold=0.5,
+                                match_pictures=0).count('<td class="why"><img') == 0
