@@ -102,6 +102,7 @@ class Calibration:
     queries: int
     copies: int
     source: str
+    counted: str = "probe images"          # what ``queries`` counts, for :meth:`describe`
 
     def probability(self, scores) -> np.ndarray:
         """Estimated probability that a pair with this score is a copy, interpolated between the
@@ -125,7 +126,7 @@ class Calibration:
         """One sentence for reports: the threshold, its estimated precision and recall, and how."""
         return (f"threshold {point.threshold:.4g} ({self.method} score), chosen for precision {point.target:g}: "
                 f"estimated precision {point.precision:.2f} and recall {point.recall:.2f}, from {self.source} "
-                f"({self.queries} probe images, {self.copies} of them copies)")
+                f"({self.queries} {self.counted}, {self.copies} of them copies)")
 
 
 def labelled(preds: pd.DataFrame, gt: pd.DataFrame) -> tuple[np.ndarray, int]:
@@ -143,7 +144,77 @@ def from_predictions(preds: pd.DataFrame, gt: pd.DataFrame, method: str, source:
                                f"({len(preds)} candidate pairs, {n_copies} copies); label more pairs.")
     knots, rates = isotonic(preds.score.to_numpy(float), y)
     return Calibration(method, knots, rates, pr_curve(preds.score.to_numpy(float), y, n_copies),
-                       gt.query_id.nunique(), n_copies, source)
+                       gt.query_id.nunique(), n_copies, source, "queries")
+
+
+# ------------------------------------------------------------------ your own labels
+LABEL_VALUES = {"yes": True, "y": True, "1": True, "true": True, "copy": True,
+                "no": False, "n": False, "0": False, "false": False, "not copy": False}
+
+
+def read_labels(path) -> pd.DataFrame:
+    """Pairs you labelled: a CSV with columns ``query``, ``reference`` and ``copy`` (yes/no, 1/0,
+    true/false, copy/not copy; a blank ``copy`` is a pair not labelled yet, e.g. in the
+    ``to_label.csv`` that ``find-copies --out`` writes). Returns (query, reference, copy: bool)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CalibrationError(f"No labels file at {path}: give a CSV with columns query, reference, copy "
+                               "(find-copies --out writes one to fill in: to_label.csv).")
+    return as_labels(pd.read_csv(path, dtype=str, keep_default_na=False), str(path))
+
+
+def as_labels(table: pd.DataFrame, where: str = "the labels") -> pd.DataFrame:
+    """(query, reference, copy: bool) from a table of labelled pairs whose ``copy`` holds booleans
+    or words (yes/no, 1/0, true/false, copy/not copy; blank or missing: not labelled, left out)."""
+    missing = [c for c in ("query", "reference", "copy") if c not in table]
+    if missing:
+        raise CalibrationError(f"{where} lacks the column(s) {', '.join(missing)}; it needs query, reference, copy.")
+    table = table.reset_index(drop=True)
+    if table["copy"].dtype == bool:
+        return table[["query", "reference", "copy"]]
+    value = table["copy"].fillna("").astype(str).str.strip().str.lower()
+    bad = table[(value != "") & ~value.isin(list(LABEL_VALUES))]
+    if len(bad):
+        raise CalibrationError(f"{where}: {len(bad)} row(s) with a copy value that is not yes/no, 1/0, true/false "
+                               f"or copy/not copy, e.g. row {bad.index[0] + 1}: {bad['copy'].iloc[0]!r}.")
+    keep = (value != "").to_numpy()
+    return pd.DataFrame({"query": table["query"].to_numpy()[keep], "reference": table["reference"].to_numpy()[keep],
+                         "copy": value[keep].map(LABEL_VALUES).to_numpy(bool)})
+
+
+def _pair_keys(query, reference, one_folder: bool) -> list:
+    return [frozenset((q, r)) if one_folder else (q, r) for q, r in zip(query, reference)]
+
+
+def from_labels(pairs: pd.DataFrame, labels: pd.DataFrame, method: str, one_folder: bool = False) -> Calibration:
+    """A calibration from pairs you labelled (:func:`as_labels`, :func:`read_labels`) among a search's ``pairs``: the
+    probability is the isotonic regression of your labels on the score, the precision at a
+    threshold that of your labelled pairs above it, the recall the share of your labelled copies
+    above it. As good as the labelled pairs are a fair sample (``to_label.csv`` offers one: pairs
+    at evenly spaced ranks). In one folder a pair may be given in either order."""
+    labels = as_labels(labels)
+    keys = _pair_keys(labels["query"], labels["reference"], one_folder)
+    given = pd.Series(labels["copy"].to_numpy(bool), index=pd.Index(keys, tupleize_cols=False))
+    if (given.groupby(level=0).nunique() > 1).any():
+        raise CalibrationError("A pair is labelled both copy and not copy; keep one label per pair.")
+    given = given[~given.index.duplicated()]
+    score = dict(zip(_pair_keys(pairs["query"], pairs["reference"], one_folder), pairs.score.to_numpy(float)))
+    unknown = [k for k in given.index if k not in score]
+    if unknown:
+        raise CalibrationError(f"{len(unknown)} labelled pair(s) are not among this search's candidate pairs, e.g. "
+                               f"{tuple(unknown[0])}; label pairs from its pairs.csv or to_label.csv (same method, "
+                               "same folders).")
+    y = given.to_numpy(bool)
+    if y.all() or not y.any():
+        raise CalibrationError(f"{len(y)} labelled pair(s), all {'copies' if y.any() else 'not copies'}: label at "
+                               "least one copy and one non-copy (to_label.csv offers pairs on both sides of the "
+                               "threshold).")
+    x = np.array([score[k] for k in given.index])
+    knots, rates = isotonic(x, y)
+    return Calibration(method, knots, rates, pr_curve(x, y, int(y.sum())), len(y), int(y.sum()),
+                       f"{len(y)} pairs you labelled ({int(y.sum())} copies): precision among the labelled pairs above "
+                       "the threshold, recall among the labelled copies, as good as they are a fair sample",
+                       "labelled pairs")
 
 
 @dataclass(frozen=True)

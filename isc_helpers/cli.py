@@ -89,6 +89,9 @@ def _find_copies_parser(sub) -> None:
                         "searched in it too, about 500 images more")
     f.add_argument("--threshold", type=float, default=None,
                    help="a raw-score threshold instead (no calibration run, no probability column)")
+    f.add_argument("--labels", default=None,
+                   help="a CSV of pairs you labelled (query, reference, copy: yes/no) calibrates instead of the "
+                        "probe, e.g. the to_label.csv of an earlier --out, filled in")
     f.add_argument("--out", default=None, help="output folder: pairs.csv, report.html and, for one folder, groups.csv "
                    "(default: print the accepted pairs)")
     f.add_argument("--overwrite", action="store_true",
@@ -262,8 +265,8 @@ def _run(args) -> int:
 def _find_copies_work(args):
     """(pairs, threshold, its description, files written) of `isc-course find-copies`; every input
     checked before the search."""
-    if args.threshold is not None and args.precision is not None:
-        raise ValueError("Give --precision (a calibrated threshold) or --threshold (a raw one), not both.")
+    if args.threshold is not None and (args.precision is not None or args.labels):
+        raise ValueError("Give --precision or --labels (a calibrated threshold) or --threshold (a raw one), not both.")
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise ValueError(f"--threshold must be a finite number, got {args.threshold}.")
     precision = calibration.DEFAULT_PRECISION if args.precision is None else args.precision
@@ -271,8 +274,9 @@ def _find_copies_work(args):
         raise ValueError(f"--precision must be in (0, 1], e.g. 0.9; got {args.precision}.")
     if args.out:
         collection.check_out(args.out, args.overwrite, also=(report.REPORT_FILE,))
+    labels = calibration.read_labels(args.labels) if args.labels else None
     pairs = collection.find_copies(args.folder, args.queries, args.references, method=args.method, k=args.k,
-                                   skip_bad=args.skip_bad_images, calibrate=args.threshold is None)
+                                   skip_bad=args.skip_bad_images, calibrate=args.threshold is None, labels=labels)
     if args.threshold is not None:
         threshold, how = args.threshold, f"raw score >= {args.threshold:g} (given; not calibrated)"
     else:

@@ -185,7 +185,7 @@ def _collections(folder, queries, references, skip_bad: bool) -> tuple[Collectio
 
 def find_copies(folder=None, queries=None, references=None, method: str = "trained+sift", k: int = 10,
                 skip_bad: bool = False, train: Dataset | None = None, calibrate: bool = True,
-                progress: bool = False) -> pd.DataFrame:
+                progress: bool = False, labels: pd.DataFrame | None = None) -> pd.DataFrame:
     """Copies in any folder(s) of images: a DataFrame with one row per candidate pair, best first:
     ``query``, ``reference`` (ids = paths relative to their folder), ``score`` (the method's raw
     score: higher = more likely a copy), ``probability`` (with ``calibrate``: the estimated chance
@@ -197,20 +197,23 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     matched with itself. ``queries`` and ``references``: the ``k`` best references of each query.
     ``train``: the dataset whose training images fit the method's own calibrations and make the
     decoys of ours (default: the profile's mini-DISC, built on first use). ``calibrate`` searches
-    a probe of about 300 images in the references too (decoys and planted copies,
-    :mod:`isc_helpers.calibration`).
+    a probe of about 500 images in the references too (decoys and planted copies,
+    :mod:`isc_helpers.calibration`). ``labels``: pairs you labelled (query, reference, copy;
+    :func:`calibration.read_labels`) calibrate instead of the probe.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"--k must be a whole number of at least 1, got {k}.")
     pipe = pipeline.get_pipeline(method)
     qs, rs = _collections(folder, queries, references, skip_bad)
-    if (pipe.needs_train or calibrate) and train is None:
+    probe = calibrate and labels is None
+    if (pipe.needs_train or probe) and train is None:
         train = minidisc.open_dataset(progress=progress)
     view = folder_view(qs, rs, train if pipe.needs_train else None)
     one_folder = qs is rs
     found = _run(view, method, k + 1 if one_folder else k, progress)     # one folder: room for the image itself
     pairs = _one_folder_pairs(found, qs) if one_folder else _two_folder_pairs(found, qs, rs)
-    fitted = _calibrate(pipe, qs, rs, pairs.score.to_numpy(), train, k, progress) if calibrate else None
+    fitted = (calibration.from_labels(pairs, labels, pipe.name, one_folder) if labels is not None
+              else _calibrate(pipe, qs, rs, pairs.score.to_numpy(), train, k, progress) if calibrate else None)
     if fitted is not None:
         pairs = pairs.assign(probability=fitted.probability(pairs.score.to_numpy()))
     pairs = pairs.assign(stage=STAGE.get(pipe.name, "global"))
@@ -275,6 +278,23 @@ def groups(pairs: pd.DataFrame, threshold: float) -> pd.DataFrame:
 OUTPUT_FILES = ("pairs.csv", "groups.csv")
 
 
+TO_LABEL = "to_label.csv"
+TO_LABEL_PAIRS = 40
+
+
+def to_label(pairs: pd.DataFrame, threshold: float, n: int = TO_LABEL_PAIRS) -> pd.DataFrame:
+    """Pairs worth labelling to calibrate on your own collection (``find-copies --labels``): ``n``
+    pairs at evenly spaced ranks among the best pairs, down to twice as many as ``threshold``
+    accepts (at least ``n``), with an empty ``copy`` column to fill in. Evenly spaced ranks make
+    them a fair sample: each stands for as many pairs as the next, so the share of copies among
+    the labelled pairs above a threshold estimates the precision there."""
+    ordered = pairs.sort_values("score", ascending=False, kind="stable")
+    window = min(len(ordered), max(n, 2 * int((ordered.score >= threshold).sum())))
+    picked = ordered.iloc[np.unique(np.linspace(0, window - 1, min(n, window)).round().astype(int))] if window else ordered
+    return pd.DataFrame({"query": picked["query"].to_numpy(), "reference": picked["reference"].to_numpy(),
+                         "score": picked.score.to_numpy(), "copy": ""})
+
+
 def check_out(out, overwrite: bool, also: tuple = ()) -> None:
     """Refuse an ``out`` that already holds outputs of an earlier run (``OUTPUT_FILES`` and the
     file names in ``also``, e.g. the report), unless ``overwrite``."""
@@ -290,7 +310,8 @@ def check_out(out, overwrite: bool, also: tuple = ()) -> None:
 def write_outputs(out, pairs: pd.DataFrame, threshold: float, one_folder: bool, overwrite: bool = False) -> dict:
     """Write ``pairs.csv`` (query, reference, score, probability when calibrated, decision, stage)
     and, for one folder, ``groups.csv`` (group, image); with ``overwrite`` an earlier run's files
-    are replaced."""
+    are replaced. ``to_label.csv`` (:func:`to_label`) is written only when absent: it is yours to
+    fill in."""
     out = Path(out)
     check_out(out, overwrite)
     columns = ["query", "reference", "score"] + (["probability"] if "probability" in pairs else []) + ["decision",
@@ -303,4 +324,8 @@ def write_outputs(out, pairs: pd.DataFrame, threshold: float, one_folder: bool, 
         io.atomic_write(written["groups"], lambda t: groups(pairs, threshold).to_csv(t, index=False))
     else:
         (out / "groups.csv").unlink(missing_ok=True)       # never leave an earlier run's groups beside new pairs
+    if not (out / TO_LABEL).exists():                      # you may be filling it in: never replaced
+        written["to_label"] = out / TO_LABEL
+        io.atomic_write(written["to_label"], lambda t: to_label(pairs, threshold).to_csv(t, index=False,
+                                                                                          float_format="%.6g"))
     return written

@@ -136,9 +136,9 @@ def _header(title: str, pairs: pd.DataFrame, shown: int, threshold, page_size: i
     if note:
         lines.append(f'<p class="note">{html.escape(note)}</p>')
     if "probability" in pairs:
-        lines.append('<p class="note">probability: the estimated chance that a pair is a copy, from how many '
-                     "pairs this collection gave at that score against how many false ones decoy images (edited "
-                     "photos from outside it) brought.</p>")
+        lines.append('<p class="note">probability: the estimated chance that a pair is a copy, calibrated on this '
+                     "collection as the decision above says (by default: how many pairs it gave at that score "
+                     "against how many false ones decoy images, edited photos from outside it, brought).</p>")
     if shown < len(pairs):
         lines.append(f'<p class="note">Only the top {shown} of {len(pairs)} pairs are shown here; '
                      "pairs.csv holds them all.</p>")

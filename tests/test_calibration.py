@@ -96,3 +96,47 @@ def test_fit_estimates_precision_from_decoys_whatever_the_share_of_copies():
         assert abs(p.recall - (true >= p.threshold).mean()) < 0.15
         assert c.probability([0.2])[0] < 0.05 and c.probability([0.9])[0] > 0.9
     assert c.queries == 500 and c.copies == 100
+
+
+# ------------------------------------------------------------------ your own labels
+_PAIRS = pd.DataFrame({"query": ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"],
+                       "reference": ["x.jpg", "y.jpg", "z.jpg", "x.jpg", "y.jpg"],
+                       "score": [0.95, 0.9, 0.7, 0.6, 0.3]})
+
+
+def _labels(tmp_path, text: str):
+    (tmp_path / "labels.csv").write_text(text)
+    return calibration.read_labels(tmp_path / "labels.csv")
+
+
+def test_labels_are_read_with_blanks_left_out(tmp_path):
+    got = _labels(tmp_path, "query,reference,score,copy\na.jpg,x.jpg,0.95,Yes\nb.jpg,y.jpg,0.9,\n"
+                            "c.jpg,z.jpg,0.7, no \nd.jpg,x.jpg,0.6,1\ne.jpg,y.jpg,0.3,not copy\n")
+    assert got["query"].tolist() == ["a.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    assert got["copy"].tolist() == [True, False, True, False]
+
+
+def test_a_calibration_from_labels_is_the_labelled_pairs_precision(tmp_path):
+    labels = _labels(tmp_path, "query,reference,copy\nx.jpg,a.jpg,yes\nc.jpg,z.jpg,no\nd.jpg,x.jpg,yes\n"
+                               "e.jpg,y.jpg,no\n")
+    with pytest.raises(calibration.CalibrationError, match="not among this search's candidate pairs"):
+        calibration.from_labels(_PAIRS, labels, "m")                   # (x, a) is (a, x) only in one folder
+    c = calibration.from_labels(_PAIRS, labels, "m", one_folder=True)
+    p = c.operating_point(0.6)                  # labelled scores 0.95 yes, 0.7 no, 0.6 yes, 0.3 no
+    assert (p.threshold, p.precision, p.recall) == (0.6, pytest.approx(2 / 3), 1.0)
+    assert c.operating_point(0.9).threshold == 0.95
+    assert c.queries == 4 and c.copies == 2 and "4 labelled pairs" in c.describe(p)
+    assert c.probability([0.95])[0] == 1.0 and c.probability([0.3])[0] == 0.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("query,reference\na.jpg,x.jpg\n", "lacks the column"),
+    ("query,reference,copy\na.jpg,x.jpg,maybe\n", "not yes/no"),
+    ("query,reference,copy\na.jpg,x.jpg,yes\nc.jpg,z.jpg,yes\n", "all copies"),
+    ("query,reference,copy\na.jpg,x.jpg,yes\na.jpg,x.jpg,no\nc.jpg,z.jpg,no\n", "both copy and not copy"),
+])
+def test_bad_labels_say_what_to_do(tmp_path, text, message):
+    with pytest.raises(calibration.CalibrationError, match=message):
+        calibration.from_labels(_PAIRS, _labels(tmp_path, text), "m")
+    with pytest.raises(calibration.CalibrationError, match="No labels file"):
+        calibration.read_labels(tmp_path / "missing.csv")

@@ -165,3 +165,34 @@ def test_report_pictures_only_pairs_decided_copy(tmp_path):
     assert text.count('<td class="why"><img') == 1 and "keypoints agree on one geometry" in text
     assert report.render_report(pairs, lambda side, i: tmp_path / i, threshold=0.5,
                                 match_pictures=0).count('<td class="why"><img') == 0
+
+
+def test_cli_labels_calibrate_and_to_label_is_never_replaced(tmp_path, capsys):
+    from isc_helpers import cli
+    from isc_helpers.data import load_pool
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    photos = sorted(load_pool().files("train_photos"))[::40][:5]
+    names = [f"img_{i:03d}.jpg" for i in range(len(photos))]
+    for name, src in zip(names, photos):
+        Image.open(src).convert("RGB").save(folder / name)
+    Image.open(folder / names[0]).resize((200, 120)).save(folder / "sub" / "copy of img_000.png")
+    out = tmp_path / "out"
+    base = ["find-copies", str(folder), "--method", "phash", "--out", str(out)]
+    assert cli.main(base + ["--threshold", "0.5"]) == 0
+    to_label = pd.read_csv(out / "to_label.csv", keep_default_na=False)
+    assert list(to_label.columns) == ["query", "reference", "score", "copy"] and (to_label["copy"] == "").all()
+    assert len(to_label) == min(40, len(pd.read_csv(out / "pairs.csv")))
+    is_copy = [{a, b} == {names[0], "sub/copy of img_000.png"} for a, b in zip(to_label["query"], to_label["reference"])]
+    assert any(is_copy) and not all(is_copy)
+    to_label["copy"] = ["yes" if c else "no" for c in is_copy]
+    to_label.to_csv(out / "to_label.csv", index=False)                  # the user fills it in
+    capsys.readouterr()
+    assert cli.main(base + ["--labels", str(out / "to_label.csv"), "--overwrite"]) == 0
+    said = capsys.readouterr().out
+    assert f"{len(to_label)} pairs you labelled (1 copies)" in said
+    assert pd.read_csv(out / "to_label.csv", keep_default_na=False)["copy"].tolist() == to_label["copy"].tolist()
+    pairs = pd.read_csv(out / "pairs.csv")
+    decided = pairs[pairs.decision == "copy"]
+    assert len(decided) == 1 and {decided["query"].iloc[0], decided["reference"].iloc[0]} == {names[0], "sub/copy of img_000.png"}
+    assert cli.main(base + ["--labels", str(out / "to_label.csv"), "--threshold", "0.5", "--overwrite"]) == 2
