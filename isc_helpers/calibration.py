@@ -27,6 +27,7 @@ recall really reached on a dataset with ground truth, beside the estimate.
 """
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,15 +161,27 @@ def read_labels(path) -> pd.DataFrame:
     if not path.is_file():
         raise CalibrationError(f"No labels file at {path}: give a CSV with columns query, reference, copy "
                                "(find-copies --out writes one to fill in: to_label.csv).")
-    return as_labels(pd.read_csv(path, dtype=str, keep_default_na=False), str(path))
+    try:              # the separator sniffed (a spreadsheet may save ';' or tabs); gzip only when named so
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python", encoding="utf-8-sig",
+                            compression="gzip" if path.suffix.lower() == ".gz" else None)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, csv.Error) as e:
+        raise CalibrationError(f"{path} is not a readable CSV text file ({type(e).__name__}): save it from your "
+                               "spreadsheet as 'CSV UTF-8' with columns query, reference, copy.") from None
+    labels = as_labels(table, str(path))
+    if labels.empty:
+        raise CalibrationError(f"{path} has no labelled pairs yet: fill its copy column with yes or no (at least "
+                               "one of each).")
+    return labels
 
 
 def as_labels(table: pd.DataFrame, where: str = "the labels") -> pd.DataFrame:
     """(query, reference, copy: bool) from a table of labelled pairs whose ``copy`` holds booleans
     or words (yes/no, 1/0, true/false, copy/not copy; blank or missing: not labelled, left out)."""
+    table = table.rename(columns=lambda c: str(c).strip().lower())
     missing = [c for c in ("query", "reference", "copy") if c not in table]
     if missing:
-        raise CalibrationError(f"{where} lacks the column(s) {', '.join(missing)}; it needs query, reference, copy.")
+        raise CalibrationError(f"{where} lacks the column(s) {', '.join(missing)}; it needs query, reference, copy "
+                               f"(found: {', '.join(map(str, table.columns))}).")
     table = table.reset_index(drop=True)
     if table["copy"].dtype == bool:
         return table[["query", "reference", "copy"]]
@@ -194,15 +207,18 @@ def from_labels(pairs: pd.DataFrame, labels: pd.DataFrame, method: str, one_fold
     at evenly spaced ranks). In one folder a pair may be given in either order."""
     labels = as_labels(labels)
     keys = _pair_keys(labels["query"], labels["reference"], one_folder)
+    named = dict(zip(keys, zip(labels["query"], labels["reference"])))       # as the user wrote it
     given = pd.Series(labels["copy"].to_numpy(bool), index=pd.Index(keys, tupleize_cols=False))
-    if (given.groupby(level=0).nunique() > 1).any():
-        raise CalibrationError("A pair is labelled both copy and not copy; keep one label per pair.")
+    both = given.groupby(level=0).nunique() > 1
+    if both.any():
+        raise CalibrationError(f"{int(both.sum())} pair(s) labelled both copy and not copy, e.g. "
+                               f"{named[both.index[both.to_numpy()][0]]}; keep one label per pair.")
     given = given[~given.index.duplicated()]
     score = dict(zip(_pair_keys(pairs["query"], pairs["reference"], one_folder), pairs.score.to_numpy(float)))
     unknown = [k for k in given.index if k not in score]
     if unknown:
         raise CalibrationError(f"{len(unknown)} labelled pair(s) are not among this search's candidate pairs, e.g. "
-                               f"{tuple(unknown[0])}; label pairs from its pairs.csv or to_label.csv (same method, "
+                               f"{named[unknown[0]]}; label pairs from its pairs.csv or to_label.csv (same method, "
                                "same folders).")
     y = given.to_numpy(bool)
     if y.all() or not y.any():

@@ -274,6 +274,10 @@ def _find_copies_work(args):
         raise ValueError(f"--precision must be in (0, 1], e.g. 0.9; got {args.precision}.")
     if args.out:
         collection.check_out(args.out, args.overwrite, also=(report.REPORT_FILE,))
+    if args.labels and args.out and Path(args.labels).expanduser().resolve() in [
+            (Path(args.out).expanduser() / f).resolve() for f in (*collection.OUTPUT_FILES, report.REPORT_FILE)]:
+        raise ValueError(f"--labels {args.labels} would be replaced by this run's output: copy it elsewhere first, or "
+                         f"fill in {collection.TO_LABEL} (never replaced).")
     labels = calibration.read_labels(args.labels) if args.labels else None
     pairs = collection.find_copies(args.folder, args.queries, args.references, method=args.method, k=args.k,
                                    skip_bad=args.skip_bad_images, calibrate=args.threshold is None, labels=labels)

@@ -129,11 +129,30 @@ def test_a_calibration_from_labels_is_the_labelled_pairs_precision(tmp_path):
     assert c.probability([0.95])[0] == 1.0 and c.probability([0.3])[0] == 0.0
 
 
+def test_spreadsheet_variants_are_read(tmp_path):
+    for text in ("Query;Reference;Copy\na.jpg;x.jpg;yes\nc.jpg;z.jpg;no\n",            # ';' and capitals
+                 "\ufeffquery\treference\tcopy\r\na.jpg\tx.jpg\tyes\r\nc.jpg\tz.jpg\tno\r\n"):  # BOM, tabs, CRLF
+        (tmp_path / "l.csv").write_text(text, encoding="utf-8")
+        got = calibration.read_labels(tmp_path / "l.csv")
+        assert got["query"].tolist() == ["a.jpg", "c.jpg"] and got["copy"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable CSV"),
+    (b"\xff\xd8\xff\xe0 a jpeg", "not a readable CSV"),
+    (b"query,reference,score,copy\na.jpg,x.jpg,0.9,\n", "no labelled pairs yet"),
+])
+def test_unreadable_or_empty_label_files(tmp_path, content, message):
+    (tmp_path / "l.csv").write_bytes(content)
+    with pytest.raises(calibration.CalibrationError, match=message):
+        calibration.read_labels(tmp_path / "l.csv")
+
+
 @pytest.mark.parametrize("text, message", [
     ("query,reference\na.jpg,x.jpg\n", "lacks the column"),
     ("query,reference,copy\na.jpg,x.jpg,maybe\n", "not yes/no"),
     ("query,reference,copy\na.jpg,x.jpg,yes\nc.jpg,z.jpg,yes\n", "all copies"),
-    ("query,reference,copy\na.jpg,x.jpg,yes\na.jpg,x.jpg,no\nc.jpg,z.jpg,no\n", "both copy and not copy"),
+    ("query,reference,copy\na.jpg,x.jpg,yes\na.jpg,x.jpg,no\nc.jpg,z.jpg,no\n", r"both copy and not copy, e.g. \('a.jpg', 'x.jpg'\)"),
 ])
 def test_bad_labels_say_what_to_do(tmp_path, text, message):
     with pytest.raises(calibration.CalibrationError, match=message):

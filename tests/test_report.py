@@ -196,3 +196,9 @@ def test_cli_labels_calibrate_and_to_label_is_never_replaced(tmp_path, capsys):
     decided = pairs[pairs.decision == "copy"]
     assert len(decided) == 1 and {decided["query"].iloc[0], decided["reference"].iloc[0]} == {names[0], "sub/copy of img_000.png"}
     assert cli.main(base + ["--labels", str(out / "to_label.csv"), "--threshold", "0.5", "--overwrite"]) == 2
+    labelled_pairs = pd.read_csv(out / "pairs.csv").assign(copy="no")        # labels written into an output file
+    labelled_pairs.to_csv(out / "pairs.csv", index=False)
+    capsys.readouterr()
+    assert cli.main(base + ["--labels", str(out / "pairs.csv"), "--overwrite"]) == 2
+    assert "would be replaced by this run's output" in capsys.readouterr().err
+    assert "copy" in pd.read_csv(out / "pairs.csv").columns                  # the labels were not lost
