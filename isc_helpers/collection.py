@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,7 +214,7 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     found = _run(view, method, k + 1 if one_folder else k, progress)     # one folder: room for the image itself
     pairs = _one_folder_pairs(found, qs) if one_folder else _two_folder_pairs(found, qs, rs)
     fitted = (calibration.from_labels(pairs, labels, pipe.name, one_folder) if labels is not None
-              else _calibrate(pipe, qs, rs, pairs.score.to_numpy(), train, k, progress) if calibrate else None)
+              else _calibrate(pipe, view, qs, rs, pairs.score.to_numpy(), train, k, progress) if calibrate else None)
     if fitted is not None:
         pairs = pairs.assign(probability=fitted.probability(pairs.score.to_numpy()))
     pairs = pairs.assign(stage=STAGE.get(pipe.name, "global"))
@@ -223,14 +224,31 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     return pairs
 
 
-def _calibrate(pipe, qs: Collection, rs: Collection, observed: np.ndarray, train: Dataset, k: int,
-               progress: bool) -> "calibration.Calibration":
+def _calibrate(pipe, view: FolderView, qs: Collection, rs: Collection, observed: np.ndarray, train: Dataset,
+               k: int, progress: bool) -> "calibration.Calibration":
     """Search the calibration probe (decoys and planted copies, :func:`calibration.make_probe`) in
-    the references with the same method, and fit the calibration of the collection's scores."""
+    the references with the same method, and fit the calibration of the collection's scores. The
+    references' global descriptors of the collection's own search (``view``) are reused."""
     probe = calibration.make_probe(rs.paths, train, progress=progress)
     images = Collection(probe.root, [p.name for p in probe.paths], probe.paths)
-    found = _run(folder_view(images, rs, train if pipe.needs_train else None), pipe.name, k, progress)
+    probe_view = folder_view(images, rs, train if pipe.needs_train else None)
+    _share_reference_descriptors(_work_dir(view, pipe.name), _work_dir(probe_view, pipe.name))
+    found = _run(probe_view, pipe.name, k, progress)
     return calibration.fit(pipe.name, probe, found, observed, n_queries=len(qs.ids))
+
+
+def _share_reference_descriptors(searched: Path, probe: Path) -> None:
+    """Copy the reference descriptor shards of one search's work folder into another's that
+    searches the same references, replacing what it had (``descriptors.extract_sharded`` keeps a
+    shard only when its ids and file fingerprints match, so a changed image is still described
+    again)."""
+    for shards in (searched / "descriptors").glob("*-reference"):
+        if not shards.is_dir():
+            continue
+        target = probe / "descriptors" / shards.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for f in shards.glob("shard-*.npz"):
+            io.atomic_write(target / f.name, lambda t, f=f: shutil.copyfile(f, t))
 
 
 def operating_point(pairs: pd.DataFrame, precision: float = calibration.DEFAULT_PRECISION):

@@ -261,3 +261,17 @@ def test_entry_points_from_the_package_itself():
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         import isc_helpers
         isc_helpers.nothing
+
+
+def test_the_probe_reuses_the_references_descriptors(tmp_path):
+    searched, probe = tmp_path / "searched", tmp_path / "probe"
+    shards = searched / "descriptors" / "trained-reference"
+    shards.mkdir(parents=True)
+    (shards / "shard-00000.npz").write_bytes(b"shard")
+    (searched / "descriptors" / "trained-query").mkdir()
+    collection._share_reference_descriptors(searched, probe)
+    assert (probe / "descriptors" / "trained-reference" / "shard-00000.npz").read_bytes() == b"shard"
+    assert not (probe / "descriptors" / "trained-query").exists()            # the probe's queries are its own
+    (shards / "shard-00000.npz").write_bytes(b"newer")                      # the folder was searched again
+    collection._share_reference_descriptors(searched, probe)
+    assert (probe / "descriptors" / "trained-reference" / "shard-00000.npz").read_bytes() == b"newer"
