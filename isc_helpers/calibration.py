@@ -282,13 +282,16 @@ def make_probe(collection_paths, train: Dataset, progress: bool = False) -> Prob
                  len(decoys), planted)
 
 
-def fit(method: str, probe: Probe, found: pd.DataFrame, observed: np.ndarray, n_queries: int) -> Calibration:
+def fit(method: str, probe: Probe, found: pd.DataFrame, observed: np.ndarray, n_queries: int,
+        one_folder: bool = False) -> Calibration:
     """The calibration of ``method`` on one collection: ``found`` (columns q, r, score: probe
     image q's candidates, r a position in the collection) from searching the probe in it,
     ``observed`` the scores of the pairs the search of the collection itself gave for its
     ``n_queries`` images. False pairs at a threshold are estimated as (images without a copy) x
     (false pairs per decoy) + (images with a copy) x (other candidates per planted copy), the
-    number of images with a copy being estimated from the pairs observed (:func:`_copies_among`)."""
+    number of images with a copy being estimated from the pairs observed (:func:`_copies_among`).
+    ``one_folder``: the collection searched against itself, where that number is biased towards 0
+    (its pairs are listed once, the decoys' candidates per image) and so is not stated."""
     planted = found[found.q >= probe.decoys]
     is_source = planted.r.to_numpy() == np.asarray(probe.sources)[planted.q.to_numpy() - probe.decoys]
     s = {"copy": planted[is_source].groupby("q").score.max().to_numpy(float),
@@ -308,8 +311,9 @@ def fit(method: str, probe: Probe, found: pd.DataFrame, observed: np.ndarray, n_
     knots, r = isotonic(x, np.r_[np.ones(len(s["observed"])), np.zeros(len(x) - len(s["observed"]))],
                         np.r_[np.ones(len(s["observed"])), np.full(len(s["decoy"]), wd), np.full(len(s["other"]), wp)])
     p = np.clip((2 * r - 1) / np.maximum(r, 1e-12), 0, 1)      # 1 - (false pairs / pairs) at each score
-    source = (f"searching decoys (edited photos from outside the collection) and planted copies (edited copies of "
-              f"its own images) in it; about {n_copy:.0f} of the {n_queries} images searched estimated to have a copy")
+    source = ("searching decoys (edited photos from outside the collection) and planted copies (edited copies of "
+              "its own images) in it" + ("" if one_folder else
+                                         f"; about {n_copy:.0f} of the {n_queries} images searched estimated to have a copy"))
     return Calibration(method, knots, p, curve, len(probe.paths), len(probe.sources), source)
 
 

@@ -234,7 +234,7 @@ def _calibrate(pipe, view: FolderView, qs: Collection, rs: Collection, observed:
     probe_view = folder_view(images, rs, train if pipe.needs_train else None)
     _share_reference_descriptors(_work_dir(view, pipe.name), _work_dir(probe_view, pipe.name))
     found = _run(probe_view, pipe.name, k, progress)
-    return calibration.fit(pipe.name, probe, found, observed, n_queries=len(qs.ids))
+    return calibration.fit(pipe.name, probe, found, observed, n_queries=len(qs.ids), one_folder=qs is rs)
 
 
 def _share_reference_descriptors(searched: Path, probe: Path) -> None:

@@ -193,6 +193,7 @@ def test_cli_one_folder_writes_pairs_and_groups(tmp_path, folder, pairs, capsys)
 
 def test_calibrated_probabilities_and_decisions(pairs):
     fitted = pairs.attrs["calibration"]
+    assert "estimated to have a copy" not in fitted.source          # biased in one folder: not stated
     assert fitted.method == FAST and fitted.copies > 0 and fitted.queries > fitted.copies
     p = pairs.probability.to_numpy()
     assert ((0 <= p) & (p <= 1)).all() and (p[:-1] >= p[1:] - 1e-12).all()      # pairs are sorted by score
@@ -217,6 +218,7 @@ def test_cli_two_folders_and_default_calibrated_threshold(tmp_path, folder, caps
                      "--method", FAST, "--out", str(out), "--overwrite"]) == 0
     printed = capsys.readouterr().out
     assert "chosen for precision 0.9: estimated precision" in printed                # the default
+    assert "images searched estimated to have a copy" in printed                     # stated for two folders
     assert (out / "pairs.csv").exists() and not (out / "groups.csv").exists()
     written = pd.read_csv(out / "pairs.csv")
     assert list(written.columns) == ["query", "reference", "score", "probability", "decision", "stage"]
