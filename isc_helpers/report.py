@@ -67,16 +67,17 @@ def thumbnail_uri(path) -> str | None:
 
 
 def _why_cell(pair, resolve_path, features: dict) -> str:
-    """The matched-region picture of a pair, with its caption (empty when either image cannot be read)."""
+    """The matched-region picture of a pair, with its caption (empty when either image cannot be
+    read). ``features``: SIFT per file, so an image on both sides (one folder) is described once."""
     sides = []
     for side, image_id in (("query", pair.query), ("reference", pair.reference)):
-        key = (side, image_id)
-        if key not in features:
+        path = resolve_path(side, image_id)
+        if path not in features:
             try:
-                features[key] = match_picture.features(resolve_path(side, image_id))
+                features[path] = match_picture.features(path)
             except (ImageError, OSError):
-                features[key] = None
-        sides.append(features[key])
+                features[path] = None
+        sides.append(features[path])
     if None in sides:
         return '<td class="why"></td>'
     pic = match_picture.match_picture(*sides)
@@ -85,9 +86,9 @@ def _why_cell(pair, resolve_path, features: dict) -> str:
 
 
 def _image_cell(side: str, image_id: str, resolve_path, thumbs: dict) -> str:
-    key = (side, image_id)
+    key = resolve_path(side, image_id)                # per file: one folder shows an image on both sides
     if key not in thumbs:
-        thumbs[key] = thumbnail_uri(resolve_path(side, image_id))
+        thumbs[key] = thumbnail_uri(key)
     name = html.escape(str(image_id))
     img = (f'<img src="{thumbs[key]}" alt="{name}" loading="lazy">' if thumbs[key]
            else '<span class="missing">cannot be read</span>')
