@@ -121,3 +121,26 @@ def test_best_pipeline_end_to_end(mini, tmp_path):
     assert s["seconds_per_query"] > 0
     assert {"local-global: query parts", "SIFT: verification"} <= set(s["stage_seconds"])
     assert s["metrics"]["uAP"] == pytest.approx(metrics.evaluate(preds, mini.ground_truth()).uap)
+
+
+def test_descriptor_track_scoring_is_exact_l2_with_a_global_budget(mini, tmp_path):
+    rng = np.random.default_rng(3)
+    q, r = rng.normal(size=(40, 8)).astype(np.float32), rng.normal(size=(90, 8)).astype(np.float32)
+    qids, rids = [f"Q{i:05d}" for i in range(40)], [f"R{i:06d}" for i in range(90)]
+    got = search.descriptor_track(q, qids, r, rids, budget=150, block=7)
+    d2 = ((q[:, None, :].astype(np.float64) - r[None, :, :]) ** 2).sum(-1)       # by hand: every pair
+    want = np.sort(-d2.ravel())[::-1][:150]
+    assert len(got) == 150 and np.allclose(got.score.to_numpy(), want, atol=1e-4)
+    assert got.groupby("query_id").size().max() > 10          # a global budget, not k per query
+    with pytest.raises(io.FormatError, match="dimension|descriptors"):
+        search.descriptor_track(q[:, :4], qids, r, rids)
+
+
+def test_run_reports_the_descriptor_track_score_of_its_hdf5(mini, tmp_path):
+    rc = cli.main(["run", "--data", str(mini.root), "--method", "trained+norm", "--out", str(tmp_path)])
+    assert rc == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    q, qids, r, rids = io.read_descriptors(tmp_path / "descriptors.h5")
+    want = metrics.evaluate(search.descriptor_track(q, qids, r, rids), mini.ground_truth()).uap
+    assert m["uAP (descriptor track)"] == pytest.approx(want)
+    assert cli.main(["evaluate", str(tmp_path / "descriptors.h5"), str(mini.gt_path)]) == 0
