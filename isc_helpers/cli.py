@@ -11,12 +11,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import calibration, checks, collection, data, descriptors, minidisc, pipeline, report, training, transfer
+from . import calibration, checks, collection, data, descriptors, minidisc, pipeline, report, search, training, transfer
 from .checkpoints import default_config
 from .device import rank_world
 from .images import ImageError
 from .index import CopyIndex
-from .io import FormatError, atomic_write, query_coverage, read_ground_truth, read_predictions, require_copies
+from .io import (FormatError, atomic_write, query_coverage, read_descriptors, read_ground_truth, read_predictions,
+                 require_copies)
 from .metrics import evaluate
 from .profile import get_profile
 
@@ -186,8 +187,7 @@ def _predictions_or_descriptors(path: str, gt, convention: str):
     scores it (exact L2, the convention's global candidate budget)."""
     if Path(path).suffix.lower() not in (".h5", ".hdf5"):
         return read_predictions(path)
-    from . import io, search
-    q, qids, r, rids = io.read_descriptors(path)
+    q, qids, r, rids = read_descriptors(path)
     budget = search.descriptor_track_budget(convention, gt.query_id.nunique())
     print(f"note: {path} scored as the descriptor track: exact L2, the best {budget:,} pairs over all queries",
           file=sys.stderr)

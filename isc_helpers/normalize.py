@@ -219,6 +219,11 @@ def apply(q, r, train, steps: Sequence[tuple[str, dict]]) -> tuple[np.ndarray, n
             q, r, t = (negative_embedding_subtraction(a, t, smoothed=s, **params) for a in (q, r, t))
         elif name == "query_norm":
             q = query_normalize(q, t, **params)
+            if not params.get("renormalize", True):     # the norm is the point: search by L2 (lesson 06)
+                if i != len(steps) - 1:
+                    raise NormalizationError("query_norm with renormalize=False must be the last step "
+                                             "(its queries are off the unit sphere).")
+                metric = "l2"
         elif name == "stretch":
             q, metric = stretch(q, t, **params), "l2"
         elif name == "score_norm":

@@ -93,6 +93,11 @@ def test_apply_chain_rules_and_shapes():
     qn, rn, metric = N.apply(q, r, t, [("whiten", {"dim": 6}), ("nes", {"k": 3}), ("score_norm", {"n": 2})])
     assert qn.shape == (5, 7) and rn.shape == (7, 7) and metric == "ip"
     assert N.apply(q, r, t, [("stretch", {})])[2] == "l2"
+    # query normalization keeping the norm only makes sense under L2 search (socom20's extra freedom)
+    assert N.apply(q, r, t, [("query_norm", {"k": 5})])[2] == "ip"
+    assert N.apply(q, r, t, [("query_norm", {"k": 5, "renormalize": False})])[2] == "l2"
+    with pytest.raises(N.NormalizationError, match="last step"):
+        N.apply(q, r, t, [("query_norm", {"k": 5, "renormalize": False}), ("nes", {"k": 3})])
     with pytest.raises(N.NormalizationError, match="last"):
         N.apply(q, r, t, [("score_norm", {}), ("nes", {})])
     with pytest.raises(N.NormalizationError, match="Unknown step"):
