@@ -7,12 +7,14 @@ scales them down for a CPU are in lesson 03.
 
 * :func:`info_nce` + :func:`koleo`: SSCD (SimCLR's InfoNCE, temperature 0.05, plus a
   differential-entropy term that spreads descriptors out; lambda 30 published, 10 advised).
-* :func:`contrastive` with a :class:`MemoryBank`: the descriptor-track winner (lyakaap):
+* :func:`contrastive` with a :class:`MemoryBank`: the descriptor track's 1st place (lyakaap):
   positives pulled together, negatives pushed past a margin, negatives drawn also from a
   memory of embeddings of earlier batches (cross-batch memory).
-* :func:`barlow_twins`: the 3rd-place initialisation: the cross-correlation of the two views'
-  (batch-standardised) embeddings is pushed to the identity.
-* :class:`ArcFace`: the 2nd-place objective: each training image its own class, additive
+* :func:`barlow_twins`: the *pretraining* of VisionForce (descriptor track 3rd, matching track
+  1st), here used as a training loss for comparison (no winner did that; their copy-detection
+  loss was classification + triplet, written in lesson 03): the cross-correlation of the two
+  views' (batch-standardised) embeddings is pushed to the identity.
+* :class:`ArcFace`: the descriptor track's 2nd place (socom20): each training image its own class, additive
   angular margin 0.4, scale 40.
 """
 from __future__ import annotations
