@@ -182,11 +182,9 @@ def _check_json_target(args) -> None:
         raise FileExistsError(f"--json {args.json} exists; pass --overwrite to replace it, or choose another name.")
 
 
-def _predictions_or_descriptors(path: str, gt, convention: str):
-    """A matching-track CSV as it is; a descriptor-track HDF5 searched as the descriptor track
-    scores it (exact L2, the convention's global candidate budget)."""
-    if Path(path).suffix.lower() not in (".h5", ".hdf5"):
-        return read_predictions(path)
+def _descriptor_track_predictions(path: str, gt, convention: str):
+    """A descriptor-track HDF5 searched as the descriptor track scores it (exact L2, the
+    convention's global candidate budget)."""
     q, qids, r, rids = read_descriptors(path)
     budget = search.descriptor_track_budget(convention, gt.query_id.nunique())
     print(f"note: {path} scored as the descriptor track: exact L2, the best {budget:,} pairs over all queries",
@@ -198,9 +196,12 @@ def _evaluate(args) -> int:
     try:
         if args.json:
             _check_json_target(args)
+        is_h5 = Path(args.predictions).suffix.lower() in (".h5", ".hdf5")
+        preds = None if is_h5 else read_predictions(args.predictions)
         gt = read_ground_truth(args.ground_truth)
         require_copies(gt, args.ground_truth)
-        preds = _predictions_or_descriptors(args.predictions, gt, args.convention)
+        if is_h5:
+            preds = _descriptor_track_predictions(args.predictions, gt, args.convention)
         notes = query_coverage(preds.query_id, gt, "predictions", args.ground_truth)
         ev = evaluate(preds, gt, args.convention, validate=False)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -124,8 +124,13 @@ def test_playground_widget_renders_in_jupyterlab(lab, mini):
             page.screenshot(path=os.environ["ISC_BROWSER_SCREENSHOT"])
         # interact: one step of the seed slider goes through the kernel and redraws the log
         log = ".isc-playground .widget-output"
+        # run-all scrolls on to the last cells, and JupyterLab does not lay out cells far off screen
+        # (their innerText is empty): bring the playground back into view before reading its log
+        panel.scroll_into_view_if_needed()
+        page.wait_for_function("(sel) => { const e = document.querySelector(sel);"
+                               " return e && e.innerText.includes('original now at box'); }",
+                               arg=log, timeout=60_000)
         before = page.inner_text(log)
-        assert "original now at box" in before
         page.focus(".isc-playground .widget-slider .noUi-handle")
         page.keyboard.press("ArrowRight")
         page.wait_for_function("(args) => { const e = document.querySelector(args[0]);"
