@@ -48,6 +48,37 @@ def test_student_copies_hold_no_solutions():
         assert "# solution" not in text and "NotImplementedError" in text
 
 
+def test_student_exercise_cells_let_run_all_go_on():
+    for p in (ROOT / "notebooks" / "students").glob("*.ipynb"):
+        for c in json.loads(p.read_text())["cells"]:
+            if "NotImplementedError(\"Exercise" in "".join(c["source"]):
+                assert "raises-exception" in c["metadata"].get("tags", []), f"{p.name}: {c.get('id')}"
+
+
+def test_a_student_copy_runs_to_the_end_with_exercises_unanswered(monkeypatch):
+    # Run All on a fresh student copy: each unanswered exercise fails in its own cell, and
+    # every other cell, up to the last, still runs (no lesson cell needs an exercise's answer).
+    import nbformat
+    from nbclient import NotebookClient
+    monkeypatch.setenv("ISC_PROFILE", "test")
+    monkeypatch.setenv("ISC_HEADLESS", "1")
+    folder = ROOT / "notebooks" / "students"
+    nb = nbformat.read(folder / "00_task_and_metric.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(folder)}}).execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = [c for c in code if any(o.get("output_type") == "error" for o in c.outputs)]
+    assert failed, "the unanswered exercises should fail"
+    for c in failed:
+        err = next(o for o in c.outputs if o.get("output_type") == "error")
+        assert err["ename"] == "NotImplementedError" and c.source.startswith("# Exercise"), c.source[:200]
+    assert code[-1].execution_count is not None
+
+
+def test_no_path_outside_the_repository():
+    for p in [*(ROOT / "notebooks").glob("*.ipynb"), *ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md")]:
+        assert "../shared" not in p.read_text(), f"{p.name} points outside the repository"
+
+
 def test_index_links_every_lesson_and_has_no_outputs():
     nb = json.loads((ROOT / "notebooks" / "index.ipynb").read_text())
     text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")

@@ -74,3 +74,21 @@ def test_scale_curve_never_rises_with_distractors():
     assert list(exact.references) == [200, 700, 5200]
     assert (np.diff(exact.uAP.to_numpy()) <= 1e-12).all()
     assert curve[curve["index"] == "IVF16,Flat"].recall_vs_exact.between(0, 1).all()
+
+
+def test_pq_indexes_skip_polysemous_training_and_still_find_copies():
+    # faiss's factory turns polysemous training on for PQ (~25 s per PQ8 on a CPU core, unused
+    # without polysemous_ht); build_index turns it off, for IVF, pre-transformed IVF and plain PQ.
+    import faiss
+    for factory in ("IVF16,PQ8", "PCA16,IVF16,PQ8", "PQ8"):
+        index = faiss.index_factory(32, factory)
+        search.skip_polysemous_training(index)
+        try:
+            sub = faiss.downcast_index(faiss.extract_index_ivf(index))
+        except RuntimeError:
+            sub = index
+        assert sub.do_polysemous_training is False, factory
+    r, q = _copies(3000, 32, 50, 0.05, seed=0)
+    ivfpq = search.build_index(r, "IVF16,PQ8", nprobe=16)
+    _, i = search.search_index(ivfpq, q, 5)
+    assert (i[:, 0] == np.arange(50)).mean() > 0.9               # each noisy copy finds its original

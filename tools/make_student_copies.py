@@ -4,7 +4,10 @@
 Exercises are written once, with their solutions, in the lesson notebooks. A code
 line ending in ``# solution`` is answer code: in the student copy each run of such
 lines becomes ``raise NotImplementedError("Exercise N: ...")`` at the same indent,
-where N comes from the cell's ``# Exercise N`` first line. Run after editing a lesson;
+where N comes from the cell's ``# Exercise N`` first line, and the cell is tagged
+``raises-exception`` so that Run All goes on past an exercise not answered yet (JupyterLab,
+Notebook and nbclient honour the tag; the lesson's later cells never need an exercise's
+answer). Run after editing a lesson;
 ``tests/test_notebooks.py`` fails while a student copy is stale.
 
     python tools/make_student_copies.py           # write notebooks/students/
@@ -50,6 +53,9 @@ def student_notebook(nb: dict) -> dict:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if any(MARK.search(line) for line in src.split("\n")):
             cell["source"] = strip_solutions(src)
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            if "raises-exception" not in tags:
+                tags.append("raises-exception")
         cell["outputs"], cell["execution_count"] = [], None
     return nb
 
