@@ -53,7 +53,7 @@ course: venv data
 	@for nb in $(INDEX) $(LESSONS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
 	  ISC_HEADLESS=1 ISC_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(OUT) \
-	    --ExecutePreprocessor.timeout=1800 "$$nb" --log-level=WARN || exit 1; \
+	    --ExecutePreprocessor.timeout=3600 "$$nb" --log-level=WARN || exit 1; \
 	  $(BIN)/jupyter nbconvert --to html --output-dir $(OUT) "$(OUT)/$$(basename $$nb)" --log-level=WARN || exit 1; \
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done
