@@ -169,8 +169,9 @@ def gpu_available() -> bool:
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
-def skip_polysemous_training(index) -> None:
-    """Turn off the polysemous training that faiss's factory switches on for PQ indexes.
+def skip_polysemous_training(index):
+    """Turn off the polysemous training that faiss's factory switches on for PQ indexes; return
+    the (sub-)index that holds the setting.
 
     It searches for a permutation of the PQ codes (simulated annealing, ~25 s per 8-code PQ on a
     CPU core whatever the data size) that only serves polysemous filtering (``polysemous_ht``),
@@ -182,6 +183,7 @@ def skip_polysemous_training(index) -> None:
         sub = index
     if getattr(sub, "do_polysemous_training", False):
         sub.do_polysemous_training = False
+    return sub
 
 
 def build_index(references, factory: str = "Flat", metric: str = "ip", train_size: int = 200_000,
