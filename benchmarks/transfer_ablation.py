@@ -8,10 +8,11 @@ transfer set's queries are scored too, for the record; they never choose anythin
 
     python benchmarks/transfer_ablation.py                 (about 70 minutes on 2 CPU cores)
     python benchmarks/transfer_ablation.py --only freeze   (some variants)
-    python benchmarks/transfer_ablation.py --steps 150 --seeds 0 1 2
+    python benchmarks/transfer_ablation.py --steps 300 --only "course recipe" cutmix mixup
 
-Runs resume (cache/runs/transfer-ablation/<variant>-s<seed>/); results go to
-benchmarks/results/transfer_ablation.json, and a mean ± sd table is printed.
+Runs resume (cache/runs/transfer-ablation/<variant>-<steps>-s<seed>/); results go to
+benchmarks/results/transfer_ablation.json (200 steps) or transfer_ablation_<steps>.json, and a
+mean ± sd table is printed.
 """
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "transfer_ablation.json"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def out_path(steps: int) -> Path:
+    return RESULTS / ("transfer_ablation.json" if steps == 200 else f"transfer_ablation_{steps}.json")
+
 BASE = ["--train-set", "pool", "--train-on", "all", "--val-edits", "both", "--n-val", "400"]
 VARIANTS = {
     "ArcFace (the course recipe)": ["--objective", "arcface"],
@@ -35,6 +41,10 @@ VARIANTS = {
     "InfoNCE + KoLeo, memory 4096, stem + 3 stages frozen": ["--objective", "sscd", "--memory", "4096",
                                                              "--freeze-blocks", "3"],
     "InfoNCE + KoLeo, memory 4096, backbone lr 1e-4": ["--objective", "sscd", "--memory", "4096", "--lr", "1e-4"],
+    "ArcFace + cutmix (another batch image pasted into half the second views)": ["--objective", "arcface",
+                                                                                  "--mix", "cutmix"],
+    "ArcFace + mixup (another batch image blended into half the second views)": ["--objective", "arcface",
+                                                                                  "--mix", "mixup"],
 }
 COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
 
@@ -81,12 +91,33 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+BASELINE = "ArcFace (the course recipe)"
+
+
+def paired(results: dict) -> str:
+    """Each variant minus the course recipe, seed by seed (same split, batches and edits): mean ± sd."""
+    base = results["variants"].get(BASELINE, {})
+    lines = ["| variant − course recipe, paired by seed | seeds | " + " | ".join(COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for name, runs in results["variants"].items():
+        seeds = sorted(set(runs) & set(base))
+        if name == BASELINE or not seeds:
+            continue
+        cells = []
+        for col in COLUMNS:
+            d = np.array([runs[s][col] - base[s][col] for s in seeds])
+            cells.append(f"{d.mean():+.3f} ± {d.std(ddof=1) if len(d) > 1 else 0:.3f}")
+        lines.append(f"| {name} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="substrings of the variant names to run")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     args = ap.parse_args()
+    OUT = out_path(args.steps)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     if results.get("steps") != args.steps:
         results = {"steps": args.steps, "variants": {}}
@@ -108,6 +139,7 @@ def main() -> int:
             print(f"== {name}, seed {seed}: " + ", ".join(f"{c} {row[c]:.3f}" for c in COLUMNS)
                   + f" ({time.time() - t0:.0f} s)", flush=True)
     print(table(results))
+    print(paired(results))
     return 0
 
 

@@ -56,6 +56,8 @@ class TrainConfig:
     init_from: str = ""                    # start from this trained checkpoint (an upgrade of it)
     compat_with: str = ""                  # keep descriptors comparable with this (frozen) model (lesson 08)
     compat_weight: float = 1.0             # weight of the compatibility term: 1 - cos(new, old) per view
+    mix: str = ""                          # arcface: paste ("cutmix") or blend ("mixup") another batch image into second views
+    mix_prob: float = 0.5                  # share of second views that get a partner image
 
     def stage(self, step: int) -> tuple[int, float]:
         """(input size, max edit strength) at a step."""

@@ -44,6 +44,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--freeze-bn", action="store_true", help="keep the backbone's BatchNorm statistics")
     t.add_argument("--freeze-blocks", type=int, default=None,
                    help="keep the ImageNet stem and this many early backbone stages fixed (0: train all)")
+    t.add_argument("--mix", default=None, choices=["cutmix", "mixup"],
+                   help="arcface: paste (cutmix) or blend (mixup) another batch image into second views")
+    t.add_argument("--mix-prob", type=float, default=None, help="share of second views mixed (default 0.5)")
     t.add_argument("--val-edits", default=None, choices=["augly", "transfer", "both"],
                    help="who edits the validation queries: augly (training's edits), transfer (a generator "
                         "training never sees: predicts other edits), both (transfer first)")
@@ -377,7 +380,7 @@ _TRAIN_OPTIONS = {"objective": "objective", "memory": "memory", "backbone": "bac
                   "steps": "steps", "batch_size": "batch_size", "lr": "lr", "head_lr": "head_lr",
                   "entropy_weight": "entropy_weight", "dim": "dim", "workers": "workers", "seed": "seed",
                   "freeze_blocks": "freeze_blocks", "val_edits": "val_edits", "n_val": "n_val",
-                  "val_every": "val_every"}
+                  "val_every": "val_every", "mix": "mix", "mix_prob": "mix_prob"}
 
 
 def train_config(args):
@@ -391,14 +394,18 @@ def train_config(args):
         overrides["progressive"] = False
     if args.freeze_bn:
         overrides["freeze_bn"] = True
-    return default_config(get_profile(args.profile), **overrides)
+    if args.mix_prob is not None and not args.mix:
+        raise ValueError("--mix-prob needs --mix cutmix or --mix mixup")
+    cfg = default_config(get_profile(args.profile), **overrides)
+    training.check_mix(cfg)
+    return cfg
 
 
 def _train(args) -> int:
     try:
+        cfg = train_config(args)                       # bad options fail before the images load
         load = minidisc.load_training_pool if args.train_set == "pool" else minidisc.load_minidisc
         ds = load(get_profile(args.profile), progress=False)
-        cfg = train_config(args)
         t0 = time.time()
         result = training.train(ds, cfg, args.out, device=args.device)
     except (ValueError, data.DatasetError) as err:

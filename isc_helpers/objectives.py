@@ -143,13 +143,13 @@ class ArcFace(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_classes, dim) / math.sqrt(dim))
         self.margin, self.scale = margin, scale
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         cos = F.linear(z, F.normalize(self.weight)).clamp(-1 + 1e-6, 1 - 1e-6)
         theta = torch.acos(cos)
         target = torch.cos(theta + self.margin)
         onehot = F.one_hot(labels, cos.shape[1]).bool()
         logits = self.scale * torch.where(onehot, target, cos)
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels, reduction=reduction)
 
 
 OBJECTIVES = ("sscd", "contrastive", "barlow_twins", "arcface")
@@ -169,8 +169,18 @@ class Objective(nn.Module):
             if cfg.objective == "arcface" else None
         self.bank = MemoryBank(cfg.memory, cfg.dim) if cfg.memory else None
 
-    def forward(self, z1, z2, labels) -> torch.Tensor:
+    def forward(self, z1, z2, labels, mix=None) -> torch.Tensor:
+        """``mix`` = (partner position in the batch, weight of the view's own image) for second views
+        that hold two images (:func:`isc_helpers.training.mix_views`): ArcFace then takes their loss
+        against both classes, weighted by how much of each image the view shows."""
         cfg = self.cfg
+        if mix is not None:
+            if self.arcface is None:
+                raise ValueError(f"mixing views (mix={cfg.mix!r}) is implemented for the arcface objective only")
+            partner, own = mix
+            own = own.to(z2)
+            second = own * self.arcface(z2, labels, "none") + (1 - own) * self.arcface(z2, labels[partner], "none")
+            return 0.5 * (self.arcface(z1, labels) + second.mean())
         if cfg.objective == "sscd":
             return sscd_loss(z1, z2, cfg.temperature, cfg.entropy_weight, labels, self.bank)
         if cfg.objective == "contrastive":

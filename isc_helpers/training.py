@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 
 from . import augment, metrics, minidisc, models, search
@@ -75,6 +76,58 @@ def _two_views(image, cfg: TrainConfig, step: int, rank: int, j: int, assets):
                                      max_strength=strength).image for v in range(2))
 
 
+MIXES = ("", "cutmix", "mixup")
+
+
+def _box(rng: np.random.RandomState, side: int, area: float) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random box covering about ``area`` of a side x side view."""
+    aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    h = int(np.clip(round(side * np.sqrt(area / aspect)), 1, side))
+    w = int(np.clip(round(side * np.sqrt(area * aspect)), 1, side))
+    return rng.randint(side - h + 1), rng.randint(side - w + 1), h, w
+
+
+def check_mix(cfg: TrainConfig) -> None:
+    """Refuse mixing settings the loop cannot honour, before any work."""
+    if cfg.mix not in MIXES or (cfg.mix and cfg.objective != "arcface"):
+        raise ValueError(f"mix must be one of {MIXES[1:]} with the arcface objective, or empty; got "
+                         f"mix={cfg.mix!r} with objective={cfg.objective!r}")
+    if not 0 <= cfg.mix_prob <= 1:
+        raise ValueError(f"mix_prob is a share of the second views, between 0 and 1; got {cfg.mix_prob}")
+
+
+def mix_views(x: torch.Tensor, cfg: TrainConfig, step: int, rank: int = 0):
+    """Mix other images of the batch into a share (``cfg.mix_prob``) of the (square) second views,
+    after SSCD's idea of training on mixed images: ``cutmix`` here pastes a whole partner image,
+    shrunk, into a box of 10-50% of the view (another photo overlaid, not classic CutMix's same
+    region); ``mixup`` blends 20-50% of a partner in. Seeded by (seed, step, rank); the loss weighs
+    each image by its share (:class:`~isc_helpers.objectives.Objective`).
+
+    Returns (views, partner position in the batch, weight of each view's own image: 1 = unmixed)."""
+    n, side = len(x), x.shape[-1]
+    partner, own = np.arange(n), np.ones(n, np.float32)
+    if not cfg.mix or n < 2:
+        return x, torch.as_tensor(partner), torch.as_tensor(own)
+    if cfg.mix not in MIXES:
+        raise ValueError(f"mix must be one of {MIXES[1:]} (or empty), got {cfg.mix!r}")
+    rng = np.random.RandomState(_seed(cfg.seed, step, rank, 1_000_003) % (2 ** 32))
+    out = x.clone()
+    for j in range(n):
+        if rng.rand() >= cfg.mix_prob:
+            continue
+        k = int((j + 1 + rng.randint(n - 1)) % n)          # any other image of the batch
+        if cfg.mix == "mixup":
+            share = rng.uniform(0.2, 0.5)
+            out[j] = (1 - share) * x[j] + share * x[k]
+        else:
+            top, left, h, w = _box(rng, side, rng.uniform(0.1, 0.5))
+            out[j, :, top:top + h, left:left + w] = F.interpolate(x[k:k + 1], size=(h, w), mode="bilinear",
+                                                                 align_corners=False, antialias=True)[0]
+            share = h * w / side ** 2
+        partner[j], own[j] = k, 1 - share
+    return out, torch.as_tensor(partner), torch.as_tensor(own)
+
+
 class _Batches(torch.utils.data.Dataset):
     """Item ``step`` = one training batch: two edited views of ``batch_size`` images, and their labels.
 
@@ -94,7 +147,8 @@ class _Batches(torch.utils.data.Dataset):
         idx = _batch_indices(self.cfg, step, self.rank, len(self.images))
         pairs = [_two_views(self.images[k], self.cfg, step, self.rank, j, self.assets) for j, k in enumerate(idx)]
         x1, x2 = (models.preprocess([p[v] for p in pairs], size) for v in range(2))
-        return x1, x2, torch.as_tensor(idx, dtype=torch.long)
+        x2, partner, own = mix_views(x2, self.cfg, step, self.rank)
+        return x1, x2, torch.as_tensor(idx, dtype=torch.long), (partner, own)
 
 
 VAL_EDITORS = minidisc.EDITORS          # the two edit generators, as the tuning sets use them
@@ -208,9 +262,10 @@ def _resume(last: Path, cfg: TrainConfig, net, opt, objective) -> tuple[int, lis
 
 
 def train_step(model, net, objective, opt, x1, x2, labels, cfg: TrainConfig, step: int, device,
-               old_net=None) -> float:
+               old_net=None, mix=None) -> float:
     """One optimisation step on a batch of view pairs: forward both views, the objective's loss
-    (plus the compatibility term when an old model is given), backward, update. Returns the loss."""
+    (plus the compatibility term when an old model is given), backward, update. Returns the loss.
+    ``mix``: (partner, own weight) of second views holding two images (:func:`mix_views`)."""
     model.train()
     fixed = list(net.backbone.modules()) if cfg.freeze_bn else \
         [m for f in frozen_modules(net, cfg.freeze_blocks) for m in f.modules()]
@@ -220,7 +275,10 @@ def train_step(model, net, objective, opt, x1, x2, labels, cfg: TrainConfig, ste
     torch.manual_seed(_seed(cfg.seed, step) % (2 ** 31))
     z = model(torch.cat([x1, x2]).to(device))
     z1, z2 = z.chunk(2)
-    loss = objective(z1, z2, labels.to(device))
+    if mix is not None and not cfg.mix:
+        mix = None                                   # an unmixed batch: the plain loss
+    loss = objective(z1, z2, labels.to(device),
+                     None if mix is None else (mix[0].to(device), mix[1].to(device)))
     if old_net is not None:            # pull each view's new descriptor onto the old model's
         with torch.no_grad():
             t = old_net(torch.cat([x1, x2]).to(device))
@@ -249,12 +307,12 @@ def _loop(run: dict, cfg: TrainConfig, start: int, history: list, stop_after, pr
     rank, net, device = run["rank"], run["net"], run["device"]
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.objective}", disable=not progress or rank != 0)
     running, step, t0 = [], start, time.time()
-    for i, (x1, x2, labels) in enumerate(_loader(run["images"], cfg, start, rank, run["world"])):
+    for i, (x1, x2, labels, mix) in enumerate(_loader(run["images"], cfg, start, rank, run["world"])):
         if stop_after is not None and i >= stop_after:
             break
         step = start + i + 1
         running.append(train_step(run["model"], net, run["objective"], run["opt"], x1, x2, labels, cfg, step,
-                                  device, run["old_net"]))
+                                  device, run["old_net"], mix))
         bar.update(1)
         if rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
             history.append({"step": step, "loss": float(np.mean(running)),
@@ -281,6 +339,7 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
     """
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    check_mix(cfg)
     rank, world = rank_world()
     device = _device(device, world)
     out_dir = Path(out_dir)

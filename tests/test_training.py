@@ -242,3 +242,55 @@ def test_a_run_never_resumes_from_other_starting_weights(tmp_path):
     assert checkpoints.input_weights(run_cfg) != json.loads(state["input_weights"])
     with pytest.raises(ValueError, match="other weights"):
         training._resume(tmp_path / "last.pt", run_cfg, net, None, None)
+
+
+def test_cutmix_pastes_a_partner_and_weights_the_labels_by_area():
+    cfg = checkpoints.TrainConfig(mix="cutmix", mix_prob=0.5, seed=3)
+    x = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 32, 32).contiguous()   # image j = value j
+    out, partner, own = training.mix_views(x, cfg, step=5)
+    again = training.mix_views(x, cfg, step=5)
+    assert all(torch.equal(a, b) for a, b in zip((out, partner, own), again))          # seeded
+    mixed = own < 1
+    assert 0 < mixed.sum() < 8                                                          # about half the views
+    assert torch.equal(out[~mixed], x[~mixed]) and torch.equal(partner[~mixed], torch.arange(8)[~mixed])
+    for j in torch.nonzero(mixed).flatten().tolist():
+        k = partner[j].item()
+        assert k != j
+        pasted = ((out[j, 0] - k).abs() < 1e-4).float().mean().item()                  # the partner's pixels
+        assert pasted == pytest.approx(1 - own[j].item(), abs=1e-6)
+        assert 0.05 <= pasted <= 0.55
+        assert (((out[j, 0] - j).abs() < 1e-4) | ((out[j, 0] - k).abs() < 1e-4)).all()   # nothing else
+    assert not training.mix_views(x, checkpoints.TrainConfig(), step=5)[2].lt(1).any()  # off by default
+
+
+def test_mixup_blends_and_the_arcface_loss_follows_both_labels():
+    cfg = checkpoints.TrainConfig(mix="mixup", mix_prob=1.0, dim=8)
+    x = torch.randn(6, 3, 16, 16)
+    out, partner, own = training.mix_views(x, cfg, step=0)
+    assert ((own >= 0.5) & (own <= 0.8)).all()
+    j, k = 0, partner[0].item()
+    assert torch.allclose(out[j], own[j] * x[j] + (1 - own[j]) * x[k], atol=1e-6)
+    objective = objectives.Objective(cfg, n_classes=10)
+    torch.manual_seed(0)
+    z1, z2 = F.normalize(torch.randn(6, 8), dim=1), F.normalize(torch.randn(6, 8), dim=1)
+    labels = torch.tensor([4, 9, 0, 7, 2, 5])            # class ids, not batch positions
+    unmixed = objective(z1, z2, labels)
+    assert objective(z1, z2, labels, (torch.arange(6), torch.ones(6))).item() == pytest.approx(unmixed.item())
+    head, partner = objective.arcface, torch.tensor([1, 2, 3, 4, 5, 0])
+    others = torch.tensor([9, 0, 7, 2, 5, 4])             # the partners' classes, by hand
+    expected = 0.5 * (head(z1, labels) + (0.25 * head(z2, labels, "none") + 0.75 * head(z2, others, "none")).mean())
+    got = objective(z1, z2, labels, (partner, torch.full((6,), 0.25)))
+    assert got.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_mixing_needs_arcface_and_trains(mini, tmp_path):
+    with pytest.raises(ValueError, match="arcface"):
+        training.train(mini, checkpoints.TrainConfig(objective="sscd", mix="cutmix", **TINY), tmp_path / "a",
+                       device="cpu", progress=False)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        training.check_mix(checkpoints.TrainConfig(mix="cutmix", mix_prob=1.5))
+    with pytest.raises(ValueError, match="mix must be one of"):
+        training.check_mix(checkpoints.TrainConfig(mix="blend"))
+    cfg = checkpoints.TrainConfig(objective="arcface", mix="cutmix", mix_prob=1.0, **dict(TINY, steps=2, val_every=2))
+    out = training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False)
+    assert np.isfinite(out["history"][-1]["loss"])
