@@ -106,10 +106,9 @@ def mix_views(x: torch.Tensor, cfg: TrainConfig, step: int, rank: int = 0):
     Returns (views, partner position in the batch, weight of each view's own image: 1 = unmixed)."""
     n, side = len(x), x.shape[-1]
     partner, own = np.arange(n), np.ones(n, np.float32)
+    check_mix(cfg)
     if not cfg.mix or n < 2:
         return x, torch.as_tensor(partner), torch.as_tensor(own)
-    if cfg.mix not in MIXES:
-        raise ValueError(f"mix must be one of {MIXES[1:]} (or empty), got {cfg.mix!r}")
     rng = np.random.RandomState(_seed(cfg.seed, step, rank, 1_000_003) % (2 ** 32))
     out = x.clone()
     for j in range(n):
@@ -147,8 +146,10 @@ class _Batches(torch.utils.data.Dataset):
         idx = _batch_indices(self.cfg, step, self.rank, len(self.images))
         pairs = [_two_views(self.images[k], self.cfg, step, self.rank, j, self.assets) for j, k in enumerate(idx)]
         x1, x2 = (models.preprocess([p[v] for p in pairs], size) for v in range(2))
-        x2, partner, own = mix_views(x2, self.cfg, step, self.rank)
-        return x1, x2, torch.as_tensor(idx, dtype=torch.long), (partner, own)
+        mix = None
+        if self.cfg.mix:
+            x2, *mix = mix_views(x2, self.cfg, step, self.rank)
+        return x1, x2, torch.as_tensor(idx, dtype=torch.long), mix
 
 
 VAL_EDITORS = minidisc.EDITORS          # the two edit generators, as the tuning sets use them
@@ -275,10 +276,7 @@ def train_step(model, net, objective, opt, x1, x2, labels, cfg: TrainConfig, ste
     torch.manual_seed(_seed(cfg.seed, step) % (2 ** 31))
     z = model(torch.cat([x1, x2]).to(device))
     z1, z2 = z.chunk(2)
-    if mix is not None and not cfg.mix:
-        mix = None                                   # an unmixed batch: the plain loss
-    loss = objective(z1, z2, labels.to(device),
-                     None if mix is None else (mix[0].to(device), mix[1].to(device)))
+    loss = objective(z1, z2, labels.to(device), None if mix is None else [t.to(device) for t in mix])
     if old_net is not None:            # pull each view's new descriptor onto the old model's
         with torch.no_grad():
             t = old_net(torch.cat([x1, x2]).to(device))
