@@ -9,6 +9,7 @@ transfer set's queries are scored too, for the record; they never choose anythin
     python benchmarks/transfer_ablation.py                 (about 70 minutes on 2 CPU cores)
     python benchmarks/transfer_ablation.py --only freeze   (some variants)
     python benchmarks/transfer_ablation.py --steps 300 --only "course recipe" cutmix mixup
+    python benchmarks/transfer_ablation.py --steps 300 --only imprinted
 
 Runs resume (cache/runs/transfer-ablation/<variant>-<steps>-s<seed>/); results go to
 benchmarks/results/transfer_ablation.json (200 steps) or transfer_ablation_<steps>.json, and a
@@ -45,6 +46,8 @@ VARIANTS = {
                                                                                   "--mix", "cutmix"],
     "ArcFace + mixup (another batch image blended into half the second views)": ["--objective", "arcface",
                                                                                   "--mix", "mixup"],
+    "ArcFace, class centres imprinted (each image's own descriptor)": ["--objective", "arcface",
+                                                                       "--arcface-init", "imprint"],
 }
 COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
 

@@ -47,6 +47,8 @@ def _train_parser(sub) -> None:
     t.add_argument("--mix", default=None, choices=["cutmix", "mixup"],
                    help="arcface: paste (cutmix) or blend (mixup) another batch image into second views")
     t.add_argument("--mix-prob", type=float, default=None, help="share of second views mixed (default 0.5)")
+    t.add_argument("--arcface-init", default=None, choices=["random", "imprint"],
+                   help="arcface: class centres start at random (default) or at each image's own descriptor")
     t.add_argument("--val-edits", default=None, choices=["augly", "transfer", "both"],
                    help="who edits the validation queries: augly (training's edits), transfer (a generator "
                         "training never sees: predicts other edits), both (transfer first)")
@@ -380,7 +382,8 @@ _TRAIN_OPTIONS = {"objective": "objective", "memory": "memory", "backbone": "bac
                   "steps": "steps", "batch_size": "batch_size", "lr": "lr", "head_lr": "head_lr",
                   "entropy_weight": "entropy_weight", "dim": "dim", "workers": "workers", "seed": "seed",
                   "freeze_blocks": "freeze_blocks", "val_edits": "val_edits", "n_val": "n_val",
-                  "val_every": "val_every", "mix": "mix", "mix_prob": "mix_prob"}
+                  "val_every": "val_every", "mix": "mix", "mix_prob": "mix_prob",
+                  "arcface_init": "arcface_init"}
 
 
 def train_config(args):
@@ -397,7 +400,7 @@ def train_config(args):
     if args.mix_prob is not None and not args.mix:
         raise ValueError("--mix-prob needs --mix cutmix or --mix mixup")
     cfg = default_config(get_profile(args.profile), **overrides)
-    training.check_mix(cfg)
+    training.check_config(cfg)
     return cfg
 
 

@@ -96,6 +96,28 @@ def check_mix(cfg: TrainConfig) -> None:
         raise ValueError(f"mix_prob is a share of the second views, between 0 and 1; got {cfg.mix_prob}")
 
 
+HEAD_INITS = ("random", "imprint")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings the loop cannot honour (objective, mixing, ArcFace's start), before any work."""
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    check_mix(cfg)
+    if cfg.arcface_init not in HEAD_INITS or (cfg.arcface_init == "imprint" and cfg.objective != "arcface"):
+        raise ValueError(f"arcface_init must be one of {HEAD_INITS} ('imprint' with the arcface objective); got "
+                         f"arcface_init={cfg.arcface_init!r} with objective={cfg.objective!r}")
+
+
+def imprint_classes(net, objective, images, size: int, device) -> None:
+    """Start ArcFace's class centres at the network's own descriptors of the (unedited) training
+    images, not at random ("weight imprinting"): each view then begins near its own class, so the
+    first steps refine an already sensible descriptor instead of chasing random centres."""
+    z = models.embed_images(net, images, size, device=device)
+    with torch.no_grad():
+        objective.arcface.weight.copy_(torch.from_numpy(z).to(objective.arcface.weight))
+
+
 def mix_views(x: torch.Tensor, cfg: TrainConfig, step: int, rank: int = 0):
     """Mix other images of the batch into a share (``cfg.mix_prob``) of the (square) second views,
     after SSCD's idea of training on mixed images: ``cutmix`` here pastes a whole partner image,
@@ -335,9 +357,7 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
     Under ``torchrun`` each process edits its own images and gradients are averaged
     (DistributedDataParallel; gloo on CPU).
     """
-    if cfg.objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
-    check_mix(cfg)
+    check_config(cfg)
     rank, world = rank_world()
     device = _device(device, world)
     out_dir = Path(out_dir)
@@ -352,6 +372,8 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
         start, history = _resume(out_dir / "last.pt", cfg, net, opt, objective)
         if rank == 0 and progress:
             print(f"resuming from step {start} ({out_dir / 'last.pt'})")
+    elif cfg.arcface_init == "imprint":
+        imprint_classes(net, objective, images, cfg.stage(0)[0], device)
     model = net if world == 1 else nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
     val = None

@@ -1,6 +1,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from isc_helpers import cli
 
@@ -30,3 +31,11 @@ def test_train_options_override_the_profile_recipe():
     cfg = cli.train_config(args)
     assert (cfg.steps, cfg.objective, cfg.sizes, cfg.progressive) == (12, "sscd", (96, 128), False)
     assert cfg.batch_size == default_config("course").batch_size
+
+
+def test_train_arcface_init_option():
+    args = cli.parser().parse_args(["train", "--out", "x", "--profile", "course", "--arcface-init", "imprint"])
+    assert cli.train_config(args).arcface_init == "imprint"
+    args = cli.parser().parse_args(["train", "--out", "x", "--objective", "sscd", "--arcface-init", "imprint"])
+    with pytest.raises(ValueError, match="arcface_init"):
+        cli.train_config(args)

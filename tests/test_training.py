@@ -294,3 +294,25 @@ def test_mixing_needs_arcface_and_trains(mini, tmp_path):
     cfg = checkpoints.TrainConfig(objective="arcface", mix="cutmix", mix_prob=1.0, **dict(TINY, steps=2, val_every=2))
     out = training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False)
     assert np.isfinite(out["history"][-1]["loss"])
+
+
+def test_imprint_starts_each_class_at_its_image_and_resumes_exactly(mini, tmp_path):
+    cfg = checkpoints.TrainConfig(objective="arcface", arcface_init="imprint", **dict(TINY, steps=4))
+    train_ids, _ = training.split_training(mini, cfg)
+    images = training._load_small(mini, train_ids[:5], cfg.image_side)
+    net, _, objective = training._networks(cfg, len(images), "cpu")
+    training.imprint_classes(net, objective, images, 64, "cpu")
+    z = models.embed_images(net, images, 64, device="cpu")
+    assert np.allclose(objective.arcface.weight.detach().numpy(), z, atol=1e-6)
+    cos = F.normalize(torch.from_numpy(z)) @ F.normalize(objective.arcface.weight.detach()).T
+    assert torch.equal(cos.argmax(1), torch.arange(5))              # every image nearest its own class
+    # a resumed run keeps its trained class centres (no second imprint): the same weights as one run
+    training.train(mini, cfg, tmp_path / "a", device="cpu", progress=False)
+    training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False, stop_after=2)
+    training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False)
+    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True)["model"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="arcface_init"):
+        training.check_config(checkpoints.TrainConfig(objective="sscd", arcface_init="imprint"))
+    with pytest.raises(ValueError, match="arcface_init"):
+        training.check_config(checkpoints.TrainConfig(arcface_init="zeros"))
