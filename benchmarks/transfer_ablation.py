@@ -10,6 +10,7 @@ transfer set's queries are scored too, for the record; they never choose anythin
     python benchmarks/transfer_ablation.py --only freeze   (some variants)
     python benchmarks/transfer_ablation.py --steps 300 --only "course recipe" cutmix mixup
     python benchmarks/transfer_ablation.py --steps 300 --only imprinted
+    python benchmarks/transfer_ablation.py --only "course recipe" harder      (200 steps)
 
 Runs resume (cache/runs/transfer-ablation/<variant>-<steps>-s<seed>/); results go to
 benchmarks/results/transfer_ablation.json (200 steps) or transfer_ablation_<steps>.json, and a
@@ -48,6 +49,8 @@ VARIANTS = {
                                                                                   "--mix", "mixup"],
     "ArcFace, class centres imprinted (each image's own descriptor)": ["--objective", "arcface",
                                                                        "--arcface-init", "imprint"],
+    "ArcFace, harder edits (colour, blur, text, stripes, overlays 3x as often; up to 4 edits)": [
+        "--objective", "arcface", "--edits", "augly-hard"],
 }
 COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
 

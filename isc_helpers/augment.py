@@ -360,15 +360,16 @@ def _apply(image, family: str, strength: float, seed: int, ctx: EditContext) -> 
     return _rgb(out), params
 
 
-def sample_recipe(rng: np.random.RandomState, max_edits: int = 3,
-                  max_strength: float = 1.0) -> list[tuple[str, float]]:
+def sample_recipe(rng: np.random.RandomState, max_edits: int = 3, max_strength: float = 1.0,
+                  boost: dict | None = None) -> list[tuple[str, float]]:
     """Draw a list of (family, strength): 1 edit half the time, else 2..max_edits, no family twice.
 
     Strengths are uniform in [0.2, 1.0], scaled by ``max_strength`` (training raises it over time).
+    ``boost`` ({family: factor}) multiplies some families' weights (training's harder edits).
     """
     n = 1 if rng.rand() < 0.5 else int(rng.randint(2, max_edits + 1))
     names = list(FAMILIES)
-    w = np.array([FAMILIES[n_].weight for n_ in names], float)
+    w = np.array([FAMILIES[n_].weight * (boost or {}).get(n_, 1.0) for n_ in names], float)
     chosen = rng.choice(len(names), size=n, replace=False, p=w / w.sum())
     # context edits (screenshot, meme, background) go last, as a re-share would do them
     order = sorted(chosen, key=lambda i: FAMILIES[names[i]].group == "context")
@@ -401,11 +402,13 @@ def apply_edits(image: Image.Image, recipe: list[tuple[str, float]], seed: int =
 
 
 def random_edit(image: Image.Image, seed: int, assets: EditAssets | None = None,
-                max_edits: int = 3, track_box: bool = False, max_strength: float = 1.0) -> EditTrace:
+                max_edits: int = 3, track_box: bool = False, max_strength: float = 1.0,
+                boost: dict | None = None) -> EditTrace:
     """Edit an image the way mini-DISC makes its queries: an :class:`EditTrace` (``.image``,
-    ``.log`` of edits, and with ``track_box=True`` the ``.box`` where the original went)."""
+    ``.log`` of edits, and with ``track_box=True`` the ``.box`` where the original went).
+    ``boost`` makes some families more frequent (:func:`sample_recipe`)."""
     rng = np.random.RandomState(seed % (2 ** 32))
-    return apply_edits(image, sample_recipe(rng, max_edits, max_strength), seed, assets, track_box)
+    return apply_edits(image, sample_recipe(rng, max_edits, max_strength, boost), seed, assets, track_box)
 
 
 # families that change the frame: what is visible of the original, and where it sits

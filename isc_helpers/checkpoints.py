@@ -58,6 +58,7 @@ class TrainConfig:
     compat_weight: float = 1.0             # weight of the compatibility term: 1 - cos(new, old) per view
     mix: str = ""                          # arcface: paste ("cutmix") or blend ("mixup") another batch image into second views
     mix_prob: float = 0.5                  # share of second views that get a partner image
+    edits: str = "augly"                   # training views: "augly" (lesson 01's sampler) or "augly-hard" (training.TRAIN_EDITS)
     arcface_init: str = "random"           # arcface class centres: "random", or "imprint" (each image's own descriptor)
 
     def stage(self, step: int) -> tuple[int, float]:

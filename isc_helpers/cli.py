@@ -47,6 +47,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--mix", default=None, choices=["cutmix", "mixup"],
                    help="arcface: paste (cutmix) or blend (mixup) another batch image into second views")
     t.add_argument("--mix-prob", type=float, default=None, help="share of second views mixed (default 0.5)")
+    t.add_argument("--edits", default=None, choices=["augly", "augly-hard"],
+                   help="training views: lesson 01's sampler (default), or colour, blur, text, stripe and overlay "
+                        "edits 3x as often with chains of up to 4 edits")
     t.add_argument("--arcface-init", default=None, choices=["random", "imprint"],
                    help="arcface: class centres start at random (default) or at each image's own descriptor")
     t.add_argument("--val-edits", default=None, choices=["augly", "transfer", "both"],
@@ -383,7 +386,7 @@ _TRAIN_OPTIONS = {"objective": "objective", "memory": "memory", "backbone": "bac
                   "entropy_weight": "entropy_weight", "dim": "dim", "workers": "workers", "seed": "seed",
                   "freeze_blocks": "freeze_blocks", "val_edits": "val_edits", "n_val": "n_val",
                   "val_every": "val_every", "mix": "mix", "mix_prob": "mix_prob",
-                  "arcface_init": "arcface_init"}
+                  "arcface_init": "arcface_init", "edits": "edits"}
 
 
 def train_config(args):

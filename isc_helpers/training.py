@@ -69,11 +69,20 @@ def _batch_indices(cfg: TrainConfig, step: int, rank: int, n_images: int) -> np.
     return rng.choice(n_images, size=min(cfg.batch_size, n_images), replace=False)
 
 
+# How training edits its views: lesson 01's sampler as mini-DISC uses it, or harder: the families
+# where the trained descriptor was weakest out of domain (colour, blur, text, stripes, another photo
+# overlaid) three times as often, and chains of up to 4 edits. Both are AugLy only: the held-out
+# editor of the validation stays unseen.
+WEAK_FAMILIES = ("colour", "grayscale", "blur", "text", "stripes", "overlay_image")
+TRAIN_EDITS = {"augly": dict(max_edits=3, boost=None),
+               "augly-hard": dict(max_edits=4, boost={f: 3.0 for f in WEAK_FAMILIES})}
+
+
 def _two_views(image, cfg: TrainConfig, step: int, rank: int, j: int, assets):
     """The two edited views of the j-th image of a batch (edit strength from the schedule)."""
     _, strength = cfg.stage(step)
     return tuple(augment.random_edit(image, seed=_seed(cfg.seed, step, rank, j, v), assets=assets,
-                                     max_strength=strength).image for v in range(2))
+                                     max_strength=strength, **TRAIN_EDITS[cfg.edits]).image for v in range(2))
 
 
 MIXES = ("", "cutmix", "mixup")
@@ -104,6 +113,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
     check_mix(cfg)
+    if cfg.edits not in TRAIN_EDITS:
+        raise ValueError(f"edits must be one of {tuple(TRAIN_EDITS)}, got {cfg.edits!r}")
     if cfg.arcface_init not in HEAD_INITS or (cfg.arcface_init == "imprint" and cfg.objective != "arcface"):
         raise ValueError(f"arcface_init must be one of {HEAD_INITS} ('imprint' with the arcface objective); got "
                          f"arcface_init={cfg.arcface_init!r} with objective={cfg.objective!r}")

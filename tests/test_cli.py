@@ -36,6 +36,8 @@ def test_train_options_override_the_profile_recipe():
 def test_train_arcface_init_option():
     args = cli.parser().parse_args(["train", "--out", "x", "--profile", "course", "--arcface-init", "imprint"])
     assert cli.train_config(args).arcface_init == "imprint"
+    args = cli.parser().parse_args(["train", "--out", "x", "--profile", "course", "--edits", "augly-hard"])
+    assert cli.train_config(args).edits == "augly-hard"
     args = cli.parser().parse_args(["train", "--out", "x", "--objective", "sscd", "--arcface-init", "imprint"])
     with pytest.raises(ValueError, match="arcface_init"):
         cli.train_config(args)

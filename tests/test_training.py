@@ -316,3 +316,21 @@ def test_imprint_starts_each_class_at_its_image_and_resumes_exactly(mini, tmp_pa
         training.check_config(checkpoints.TrainConfig(objective="sscd", arcface_init="imprint"))
     with pytest.raises(ValueError, match="arcface_init"):
         training.check_config(checkpoints.TrainConfig(arcface_init="zeros"))
+
+
+def test_harder_training_edits_favour_the_weak_families_and_leave_the_default_alone():
+    from isc_helpers import augment
+    rng_a, rng_b = np.random.RandomState(0), np.random.RandomState(0)
+    plain = [augment.sample_recipe(rng_a) for _ in range(3000)]
+    hard = [augment.sample_recipe(rng_b, **training.TRAIN_EDITS["augly-hard"]) for _ in range(3000)]
+    share = lambda recipes: np.mean([any(f in training.WEAK_FAMILIES for f, _ in r) for r in recipes])
+    assert share(hard) > share(plain) + 0.15                    # 3x their weight: clearly more often
+    assert max(map(len, plain)) == 3 and max(map(len, hard)) == 4
+    assert all(0.2 * 0.99 <= s <= 1.0 for r in hard for _, s in r)     # as strong as ever, not beyond
+    # a boost of 1 changes nothing: the default ("augly") draws exactly lesson 01's recipes
+    assert training.TRAIN_EDITS["augly"] == dict(max_edits=3, boost=None)
+    ones = {f: 1.0 for f in training.WEAK_FAMILIES}
+    assert [augment.sample_recipe(np.random.RandomState(s)) for s in range(50)] == \
+        [augment.sample_recipe(np.random.RandomState(s), boost=ones) for s in range(50)]
+    with pytest.raises(ValueError, match="edits must be one of"):
+        training.check_config(checkpoints.TrainConfig(edits="transfer"))
