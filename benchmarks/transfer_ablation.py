@@ -10,7 +10,7 @@ transfer set's queries are scored too, for the record; they never choose anythin
     python benchmarks/transfer_ablation.py --only freeze   (some variants)
     python benchmarks/transfer_ablation.py --steps 300 --only "course recipe" cutmix mixup
     python benchmarks/transfer_ablation.py --steps 300 --only imprinted
-    python benchmarks/transfer_ablation.py --only "course recipe" harder      (200 steps)
+    python benchmarks/transfer_ablation.py --only harder    (200 steps, paired with the recorded recipe rows)
 
 Runs resume (cache/runs/transfer-ablation/<variant>-<steps>-s<seed>/); results go to
 benchmarks/results/transfer_ablation.json (200 steps) or transfer_ablation_<steps>.json, and a

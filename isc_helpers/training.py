@@ -105,7 +105,7 @@ def check_mix(cfg: TrainConfig) -> None:
         raise ValueError(f"mix_prob is a share of the second views, between 0 and 1; got {cfg.mix_prob}")
 
 
-HEAD_INITS = ("random", "imprint")
+ARCFACE_INITS = ("random", "imprint")
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -115,8 +115,8 @@ def check_config(cfg: TrainConfig) -> None:
     check_mix(cfg)
     if cfg.edits not in TRAIN_EDITS:
         raise ValueError(f"edits must be one of {tuple(TRAIN_EDITS)}, got {cfg.edits!r}")
-    if cfg.arcface_init not in HEAD_INITS or (cfg.arcface_init == "imprint" and cfg.objective != "arcface"):
-        raise ValueError(f"arcface_init must be one of {HEAD_INITS} ('imprint' with the arcface objective); got "
+    if cfg.arcface_init not in ARCFACE_INITS or (cfg.arcface_init == "imprint" and cfg.objective != "arcface"):
+        raise ValueError(f"arcface_init must be one of {ARCFACE_INITS} ('imprint' with the arcface objective); got "
                          f"arcface_init={cfg.arcface_init!r} with objective={cfg.objective!r}")
 
 
