@@ -11,6 +11,7 @@ transfer set's queries are scored too, for the record; they never choose anythin
     python benchmarks/transfer_ablation.py --steps 300 --only "course recipe" cutmix mixup
     python benchmarks/transfer_ablation.py --steps 300 --only imprinted
     python benchmarks/transfer_ablation.py --only harder    (200 steps, paired with the recorded recipe rows)
+    python benchmarks/transfer_ablation.py --only multi-resolution   (200 steps, likewise)
 
 Runs resume (cache/runs/transfer-ablation/<variant>-<steps>-s<seed>/); results go to
 benchmarks/results/transfer_ablation.json (200 steps) or transfer_ablation_<steps>.json, and a
@@ -51,6 +52,8 @@ VARIANTS = {
                                                                        "--arcface-init", "imprint"],
     "ArcFace, harder edits (colour, blur, text, stripes, overlays 3x as often; up to 4 edits)": [
         "--objective", "arcface", "--edits", "augly-hard"],
+    "ArcFace, multi-resolution training (each step's size drawn from 96, 128, 160, 192)": [
+        "--objective", "arcface", "--multires", "96,128,160,192"],
 }
 COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -60,13 +61,22 @@ class TrainConfig:
     mix_prob: float = 0.5                  # share of second views that get a partner image
     edits: str = "augly"                   # training views: "augly" (lesson 01's sampler) or "augly-hard" (training.TRAIN_EDITS)
     arcface_init: str = "random"           # arcface class centres: "random", or "imprint" (each image's own descriptor)
+    multires: tuple = ()                   # input size drawn per step from these (multi-resolution); () = ``sizes``
 
     def stage(self, step: int) -> tuple[int, float]:
-        """(input size, max edit strength) at a step."""
+        """(input size, max edit strength) at a step; the size of the schedule (see :meth:`train_size`)."""
         if not self.progressive:
             return self.sizes[-1], self.strengths[-1]
         k = min(len(self.sizes) - 1, step * len(self.sizes) // max(self.steps, 1))
         return self.sizes[k], self.strengths[k]
+
+    def train_size(self, step: int) -> int:
+        """The input size of a step's batch: the schedule's, or with ``multires`` one of those sizes,
+        drawn from (seed, step) alone (every process of a run draws the same)."""
+        if not self.multires:
+            return self.stage(step)[0]
+        rng = np.random.RandomState((self.seed * 1_000_003 + step * 7_919 + 17) % (2 ** 32))
+        return int(self.multires[rng.randint(len(self.multires))])
 
 
 # How long each profile trains (one setting decides sizes): the test profile only proves the

@@ -59,6 +59,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--val-every", type=int, default=None, help="validate every this many steps")
     t.add_argument("--entropy-weight", type=float, default=None, help="sscd: weight of the KoLeo term")
     t.add_argument("--sizes", default=None, help="input size per third of training, e.g. 112,128,160")
+    t.add_argument("--multires", default=None,
+                   help="multi-resolution training: each step's input size drawn from these, e.g. 96,128,160,192 "
+                        "(descriptors are still extracted at the last of --sizes)")
     t.add_argument("--dim", type=int, default=None)
     t.add_argument("--workers", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
@@ -392,8 +395,13 @@ _TRAIN_OPTIONS = {"objective": "objective", "memory": "memory", "backbone": "bac
 def train_config(args):
     """The profile's recipe (:func:`~isc_helpers.checkpoints.default_config`) with the options given."""
     overrides = {field: getattr(args, opt) for opt, field in _TRAIN_OPTIONS.items() if getattr(args, opt) is not None}
-    if args.sizes:
-        overrides["sizes"] = tuple(int(v) for v in args.sizes.split(","))
+    for name in ("sizes", "multires"):
+        if getattr(args, name):
+            try:
+                overrides[name] = tuple(int(v) for v in getattr(args, name).split(","))
+            except ValueError:
+                raise ValueError(f"--{name} takes whole numbers of pixels separated by commas, e.g. 112,128,160; "
+                                 f"got {getattr(args, name)!r}") from None
     if args.no_pretrained:
         overrides["pretrained"] = False
     if args.no_progressive:

@@ -109,12 +109,14 @@ ARCFACE_INITS = ("random", "imprint")
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Refuse settings the loop cannot honour (objective, mixing, ArcFace's start), before any work."""
+    """Refuse settings the loop cannot honour (objective, mixing, edits, sizes, ArcFace's start), before any work."""
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
     check_mix(cfg)
     if cfg.edits not in TRAIN_EDITS:
         raise ValueError(f"edits must be one of {tuple(TRAIN_EDITS)}, got {cfg.edits!r}")
+    if any(not isinstance(s, int) or not 32 <= s <= 1024 for s in cfg.multires):
+        raise ValueError(f"multires holds input sizes in pixels (whole numbers from 32 to 1024), got {cfg.multires!r}")
     if cfg.arcface_init not in ARCFACE_INITS or (cfg.arcface_init == "imprint" and cfg.objective != "arcface"):
         raise ValueError(f"arcface_init must be one of {ARCFACE_INITS} ('imprint' with the arcface objective); got "
                          f"arcface_init={cfg.arcface_init!r} with objective={cfg.objective!r}")
@@ -175,7 +177,7 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         step = self.start + i
-        size, _ = self.cfg.stage(step)
+        size = self.cfg.train_size(step)
         idx = _batch_indices(self.cfg, step, self.rank, len(self.images))
         pairs = [_two_views(self.images[k], self.cfg, step, self.rank, j, self.assets) for j, k in enumerate(idx)]
         x1, x2 = (models.preprocess([p[v] for p in pairs], size) for v in range(2))
@@ -264,6 +266,27 @@ def frozen_modules(net, n_blocks: int) -> list[nn.Module]:
         raise ValueError(f"freeze_blocks={n_blocks}: this backbone has "
                          f"{len(getattr(bb, 'blocks', []))} stages that can be frozen.")
     return [bb.conv_stem, bb.bn1, *bb.blocks[:n_blocks]]
+
+
+def interpolate_backbone(net, alpha: float, start=None) -> nn.Module:
+    """A copy of ``net`` whose backbone is ``(1 - alpha) * start + alpha * net`` (weights and
+    BatchNorm statistics; ``start``: the ImageNet EfficientNet-Lite0 by default); the projection
+    is kept. alpha=1 is ``net`` itself, alpha=0 its ImageNet starting point."""
+    import copy
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be between 0 (the starting backbone) and 1 (the trained one), got {alpha}.")
+    start = start if start is not None else models.efficientnet_lite0(pretrained=True)
+    origin = start.state_dict()
+    out = copy.deepcopy(net).eval()
+    mixed = {}
+    for key, value in net.backbone.state_dict().items():
+        if key not in origin or origin[key].shape != value.shape:
+            raise ValueError(f"the starting backbone has no weight {key!r} of shape {tuple(value.shape)}: "
+                             "interpolate between two copies of one architecture.")
+        mixed[key] = (torch.lerp(origin[key].to(value), value, float(alpha)) if value.is_floating_point()
+                      else value)
+    out.backbone.load_state_dict(mixed)
+    return out
 
 
 def _optimizer(cfg: TrainConfig, net, objective) -> torch.optim.Optimizer:

@@ -41,3 +41,13 @@ def test_train_arcface_init_option():
     args = cli.parser().parse_args(["train", "--out", "x", "--objective", "sscd", "--arcface-init", "imprint"])
     with pytest.raises(ValueError, match="arcface_init"):
         cli.train_config(args)
+
+
+def test_train_multires_option():
+    args = cli.parser().parse_args(["train", "--out", "x", "--profile", "course", "--multires", "96,128,160,192"])
+    assert cli.train_config(args).multires == (96, 128, 160, 192)
+    for bad, match in (("96,big", "whole numbers of pixels"), ("96,4000", "multires holds input sizes")):
+        args = cli.parser().parse_args(["train", "--out", "x", "--multires", bad])
+        with pytest.raises(ValueError, match=match):
+            cli.train_config(args)
+    assert cli.main(["train", "--out", "x", "--multires", "96,big"]) != 0      # a clear message, no traceback

@@ -334,3 +334,42 @@ def test_harder_training_edits_favour_the_weak_families_and_leave_the_default_al
         [augment.sample_recipe(np.random.RandomState(s), boost=ones) for s in range(50)]
     with pytest.raises(ValueError, match="edits must be one of"):
         training.check_config(checkpoints.TrainConfig(edits="transfer"))
+
+
+def test_interpolated_backbone_runs_from_the_imagenet_start_to_the_trained_net():
+    cfg = checkpoints.default_config("test", pretrained=False, seed=3)
+    torch.manual_seed(3)
+    net = checkpoints.build_model(cfg).eval()            # random weights: far from ImageNet's
+    start = models.efficientnet_lite0(pretrained=True)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(training.interpolate_backbone(net, 1.0, start)(x), net(x), atol=1e-6)
+        half = training.interpolate_backbone(net, 0.5, start)
+        zero = training.interpolate_backbone(net, 0.0, start)
+    key = "conv_stem.weight"
+    mid = (start.state_dict()[key] + net.backbone.state_dict()[key]) / 2
+    assert torch.allclose(half.backbone.state_dict()[key], mid, atol=1e-6)
+    assert torch.equal(zero.backbone.state_dict()[key], start.state_dict()[key])
+    assert torch.equal(zero.proj.weight, net.proj.weight)        # the projection stays the trained one
+    assert not torch.equal(net.backbone.state_dict()[key], mid)  # the input network is untouched
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="alpha must be between 0"):
+            training.interpolate_backbone(net, bad, start)
+    other = checkpoints.build_model(checkpoints.default_config("test", backbone="resnet18", pretrained=False))
+    with pytest.raises(ValueError, match="one architecture"):
+        training.interpolate_backbone(net, 0.5, other.backbone)
+
+
+def test_multires_draws_each_steps_size_from_the_list_and_trains(mini, tmp_path):
+    cfg = checkpoints.default_config("test", multires=(64, 96, 128), steps=4, val_every=2, ckpt_every=2, seed=5)
+    sizes = [cfg.train_size(s) for s in range(300)]
+    assert set(sizes) == {64, 96, 128} and min(sizes.count(v) for v in (64, 96, 128)) > 60
+    assert sizes == [cfg.train_size(s) for s in range(300)]              # (seed, step) decide it
+    assert checkpoints.default_config("test").train_size(3) == checkpoints.default_config("test").stage(3)[0]
+    batch = training._Batches(training._load_small(mini, mini.train_ids[:20], 256), cfg,
+                              training.minidisc.edit_assets("training"), start=0)
+    assert [batch[s][0].shape[-1] for s in range(4)] == [cfg.train_size(s) for s in range(4)]
+    out = training.train(mini, cfg, tmp_path / "run", progress=False)
+    assert out["done"] and checkpoints.load_descriptor(tmp_path / "run" / "model.pt")[1].multires == (64, 96, 128)
+    with pytest.raises(ValueError, match="multires holds input sizes"):
+        training.check_config(checkpoints.default_config("test", multires=(8,)))

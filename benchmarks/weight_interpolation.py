@@ -1,0 +1,105 @@
+"""Issue 14: does moving a trained descriptor's backbone part-way back to its ImageNet start help transfer?
+
+Fine-tuning on a few thousand images can narrow what a pretrained backbone knows. Averaging the
+fine-tuned weights with the starting ones (weight-space interpolation, as in Wortsman et al.'s
+WiSE-FT, 2022) costs nothing at training time. Here the backbone is set to
+``(1 - alpha) * ImageNet + alpha * trained`` (BatchNorm statistics too); the projection stays the
+trained one. Every checkpoint is scored on its own validation split (held-out training-pool images
+edited by the transfer generator, which chooses, and by AugLy) and, for the record only, on
+mini-DISC's and the transfer set's queries.
+
+    python benchmarks/weight_interpolation.py                     (the 300-step recipe runs, seeds 0-2)
+    python benchmarks/weight_interpolation.py --shipped           (the shipped 1,500-step checkpoint too)
+
+Results go to benchmarks/results/weight_interpolation.json; a mean ± sd table is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "weight_interpolation.json"
+RUNS = ROOT / "cache" / "runs" / "transfer-ablation"
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
+
+
+def score(path: Path, alphas, sets, pool) -> dict:
+    """{alpha: {column: µAP}} for one checkpoint."""
+    from isc_helpers import checkpoints, training
+    net, cfg, _ = checkpoints.load_descriptor(path)
+    _, val_ids = training.split_training(pool, cfg)
+    held_out = training._load_small(pool, val_ids, cfg.image_side)
+    vals = {e: training.make_validation(pool, val_ids, cfg.seed, cfg.image_side, e, held_out)
+            for e in ("transfer", "augly")}
+    size = cfg.sizes[-1]
+    out = {}
+    for a in alphas:
+        blended = training.interpolate_backbone(net, a)
+        row = {f"val_{e}": training.validate(blended, v, size, "cpu") for e, v in vals.items()}
+        for name, ds in sets.items():
+            from isc_helpers import metrics
+            row[name] = metrics.evaluate(training.search_with(blended, ds, size), ds.ground_truth()).uap
+        out[str(a)] = {k: round(float(v), 4) for k, v in row.items()}
+        print(path.parent.name, a, out[str(a)], flush=True)
+    return out
+
+
+def table(results: dict) -> str:
+    lines = ["| checkpoint | alpha | seeds | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 3) + "|"]
+    for group, runs in results["groups"].items():
+        for a in results["alphas"]:
+            rows = [r[str(a)] for r in runs.values() if str(a) in r]
+            cells = []
+            for col in COLUMNS:
+                v = np.array([r[col] for r in rows])
+                cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
+            lines.append(f"| {group} | {a} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--alphas", type=float, nargs="*", default=list(ALPHAS))
+    ap.add_argument("--shipped", action="store_true", help="also the shipped 1,500-step checkpoint")
+    ap.add_argument("--no-recipe", action="store_true", help="skip the 300-step recipe runs")
+    args = ap.parse_args()
+    os.environ.setdefault("ISC_PROFILE", "course")
+    from isc_helpers import descriptors, minidisc, profile, transfer
+    course = profile.get_profile("course")
+    pool = minidisc.load_training_pool(course, progress=False)
+    sets = {"minidisc": minidisc.load_minidisc(course, progress=False),
+            "transfer_set": transfer.load_transfer_set(course, progress=False)}
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results.setdefault("groups", {})
+    results["alphas"] = sorted(set(results.get("alphas", [])) | set(args.alphas))
+    results["design"] = ("backbone = (1 - alpha) * ImageNet + alpha * trained (BatchNorm statistics too), projection "
+                         "trained; val_* on each run's own 400 held-out pool images (val_transfer chooses); minidisc "
+                         "and transfer_set = the datasets' queries, course profile (reported, never used to choose)")
+    todo = {}
+    if not args.no_recipe:
+        todo["ArcFace recipe, 300 steps"] = {f"s{s}": RUNS / f"arcface--the-course-recipe-300-s{s}" / "model.pt"
+                                              for s in (0, 1, 2)}
+    if args.shipped:
+        todo["shipped, 1,500 steps"] = {"s0": descriptors.shipped_checkpoint()}
+    for group, paths in todo.items():
+        for seed, path in paths.items():
+            t0 = time.time()
+            done = results["groups"].setdefault(group, {}).setdefault(seed, {})
+            alphas = [a for a in args.alphas if str(a) not in done]
+            if alphas:
+                done.update(score(path, alphas, sets, pool))
+                OUT.write_text(json.dumps(results, indent=1) + "\n")
+            print(f"{group} {seed}: {time.time() - t0:.0f} s", flush=True)
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
