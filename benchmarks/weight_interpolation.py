@@ -4,12 +4,14 @@ Fine-tuning on a few thousand images can narrow what a pretrained backbone knows
 fine-tuned weights with the starting ones (weight-space interpolation, as in Wortsman et al.'s
 WiSE-FT, 2022) costs nothing at training time. Here the backbone is set to
 ``(1 - alpha) * ImageNet + alpha * trained`` (BatchNorm statistics too); the projection stays the
-trained one. Every checkpoint is scored on its own validation split (held-out training-pool images
-edited by the transfer generator, which chooses, and by AugLy) and, for the record only, on
-mini-DISC's and the transfer set's queries.
+trained one. ``--refresh-bn N`` then re-estimates the BatchNorm statistics on N training images
+(averaged weights do not have averaged activation statistics). Every checkpoint is scored on its
+own validation split (held-out training-pool images edited by the transfer generator, which
+chooses, and by AugLy) and, for the record only, on mini-DISC's and the transfer set's queries.
 
-    python benchmarks/weight_interpolation.py                     (the 300-step recipe runs, seeds 0-2)
-    python benchmarks/weight_interpolation.py --shipped           (the shipped 1,500-step checkpoint too)
+    python benchmarks/weight_interpolation.py --shipped --no-recipe    (the shipped checkpoint)
+    python benchmarks/weight_interpolation.py --shipped --no-recipe --refresh-bn 512 --alphas 0.5 0.75 1.0
+    python benchmarks/weight_interpolation.py                          (the 300-step recipe runs, seeds 0-2)
 
 Results go to benchmarks/results/weight_interpolation.json; a mean ± sd table is printed.
 """
@@ -30,21 +32,22 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
 
 
-def score(path: Path, alphas, sets, pool) -> dict:
+def score(path: Path, alphas, sets, pool, refresh: int) -> dict:
     """{alpha: {column: µAP}} for one checkpoint."""
-    from isc_helpers import checkpoints, training
+    from isc_helpers import checkpoints, metrics, models, training
     net, cfg, _ = checkpoints.load_descriptor(path)
-    _, val_ids = training.split_training(pool, cfg)
+    train_ids, val_ids = training.split_training(pool, cfg)
     held_out = training._load_small(pool, val_ids, cfg.image_side)
     vals = {e: training.make_validation(pool, val_ids, cfg.seed, cfg.image_side, e, held_out)
             for e in ("transfer", "augly")}
-    size = cfg.sizes[-1]
-    out = {}
+    bn_images = training._load_small(pool, train_ids[:refresh], cfg.image_side) if refresh else []
+    start, size, out = models.efficientnet_lite0(pretrained=True), cfg.sizes[-1], {}
     for a in alphas:
-        blended = training.interpolate_backbone(net, a)
+        blended = training.interpolate_backbone(net, a, start)
+        if bn_images:
+            training.refresh_batchnorm(blended, bn_images, size)
         row = {f"val_{e}": training.validate(blended, v, size, "cpu") for e, v in vals.items()}
         for name, ds in sets.items():
-            from isc_helpers import metrics
             row[name] = metrics.evaluate(training.search_with(blended, ds, size), ds.ground_truth()).uap
         out[str(a)] = {k: round(float(v), 4) for k, v in row.items()}
         print(path.parent.name, a, out[str(a)], flush=True)
@@ -56,6 +59,8 @@ def table(results: dict) -> str:
     for group, runs in results["groups"].items():
         for a in results["alphas"]:
             rows = [r[str(a)] for r in runs.values() if str(a) in r]
+            if not rows:
+                continue
             cells = []
             for col in COLUMNS:
                 v = np.array([r[col] for r in rows])
@@ -64,14 +69,35 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def checkpoints_to_score(args) -> dict:
+    """{group: {seed: checkpoint path}}; a missing run says how to make it."""
+    from isc_helpers import descriptors
+    todo = {}
+    if not args.no_recipe:
+        todo["ArcFace recipe, 300 steps"] = {f"s{s}": RUNS / f"arcface--the-course-recipe-300-s{s}" / "model.pt"
+                                              for s in (0, 1, 2)}
+    if args.shipped:
+        todo["shipped, 1,500 steps"] = {"s0": descriptors.shipped_checkpoint()}
+    for paths in todo.values():
+        for path in paths.values():
+            if not Path(path).is_file():
+                raise SystemExit(f"No checkpoint at {path}: run `python benchmarks/transfer_ablation.py --steps 300 "
+                                 "--only \"course recipe\"` first (or pass --no-recipe).")
+    suffix = f", batchnorm refreshed on {args.refresh_bn} training images" if args.refresh_bn else ""
+    return {group + suffix: paths for group, paths in todo.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alphas", type=float, nargs="*", default=list(ALPHAS))
     ap.add_argument("--shipped", action="store_true", help="also the shipped 1,500-step checkpoint")
     ap.add_argument("--no-recipe", action="store_true", help="skip the 300-step recipe runs")
+    ap.add_argument("--refresh-bn", type=int, default=0, help="re-estimate BatchNorm on this many training images")
     args = ap.parse_args()
     os.environ.setdefault("ISC_PROFILE", "course")
-    from isc_helpers import descriptors, minidisc, profile, transfer
+    from isc_helpers import minidisc, profile, transfer
+    from isc_helpers.io import atomic_write
+    todo = checkpoints_to_score(args)
     course = profile.get_profile("course")
     pool = minidisc.load_training_pool(course, progress=False)
     sets = {"minidisc": minidisc.load_minidisc(course, progress=False),
@@ -79,23 +105,18 @@ def main() -> int:
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     results.setdefault("groups", {})
     results["alphas"] = sorted(set(results.get("alphas", [])) | set(args.alphas))
-    results["design"] = ("backbone = (1 - alpha) * ImageNet + alpha * trained (BatchNorm statistics too), projection "
-                         "trained; val_* on each run's own 400 held-out pool images (val_transfer chooses); minidisc "
-                         "and transfer_set = the datasets' queries, course profile (reported, never used to choose)")
-    todo = {}
-    if not args.no_recipe:
-        todo["ArcFace recipe, 300 steps"] = {f"s{s}": RUNS / f"arcface--the-course-recipe-300-s{s}" / "model.pt"
-                                              for s in (0, 1, 2)}
-    if args.shipped:
-        todo["shipped, 1,500 steps"] = {"s0": descriptors.shipped_checkpoint()}
+    results["design"] = ("backbone = (1 - alpha) * ImageNet + alpha * trained (BatchNorm statistics too, or re-estimated "
+                         "on training images where the group says so), projection trained; val_* on each run's own "
+                         "400 held-out pool images (val_transfer chooses); minidisc and transfer_set = the datasets' "
+                         "queries, course profile (reported, never used to choose)")
     for group, paths in todo.items():
         for seed, path in paths.items():
             t0 = time.time()
             done = results["groups"].setdefault(group, {}).setdefault(seed, {})
             alphas = [a for a in args.alphas if str(a) not in done]
             if alphas:
-                done.update(score(path, alphas, sets, pool))
-                OUT.write_text(json.dumps(results, indent=1) + "\n")
+                done.update(score(Path(path), alphas, sets, pool, args.refresh_bn))
+                atomic_write(OUT, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1) + "\n"))
             print(f"{group} {seed}: {time.time() - t0:.0f} s", flush=True)
     print(table(results))
     return 0

@@ -64,7 +64,8 @@ class TrainConfig:
     multires: tuple = ()                   # input size drawn per step from these (multi-resolution); () = ``sizes``
 
     def stage(self, step: int) -> tuple[int, float]:
-        """(input size, max edit strength) at a step; the size of the schedule (see :meth:`train_size`)."""
+        """(input size, max edit strength) at a step. The size is the schedule's: with ``multires``
+        the batches' sizes come from :meth:`train_size`, validation and imprinting still use this one."""
         if not self.progressive:
             return self.sizes[-1], self.strengths[-1]
         k = min(len(self.sizes) - 1, step * len(self.sizes) // max(self.steps, 1))

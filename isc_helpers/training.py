@@ -9,6 +9,7 @@ Validation is a copy-detection task made of held-out *training* images, never th
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -115,8 +116,10 @@ def check_config(cfg: TrainConfig) -> None:
     check_mix(cfg)
     if cfg.edits not in TRAIN_EDITS:
         raise ValueError(f"edits must be one of {tuple(TRAIN_EDITS)}, got {cfg.edits!r}")
-    if any(not isinstance(s, int) or not 32 <= s <= 1024 for s in cfg.multires):
-        raise ValueError(f"multires holds input sizes in pixels (whole numbers from 32 to 1024), got {cfg.multires!r}")
+    if not isinstance(cfg.multires, (tuple, list)) or any(
+            type(s) is not int or not 32 <= s <= 1024 for s in cfg.multires):
+        raise ValueError("multires holds input sizes in pixels, a tuple of whole numbers from 32 to 1024 such as "
+                         f"(96, 128, 160), or () for the schedule's sizes; got {cfg.multires!r}")
     if cfg.arcface_init not in ARCFACE_INITS or (cfg.arcface_init == "imprint" and cfg.objective != "arcface"):
         raise ValueError(f"arcface_init must be one of {ARCFACE_INITS} ('imprint' with the arcface objective); got "
                          f"arcface_init={cfg.arcface_init!r} with objective={cfg.objective!r}")
@@ -270,23 +273,45 @@ def frozen_modules(net, n_blocks: int) -> list[nn.Module]:
 
 def interpolate_backbone(net, alpha: float, start=None) -> nn.Module:
     """A copy of ``net`` whose backbone is ``(1 - alpha) * start + alpha * net`` (weights and
-    BatchNorm statistics; ``start``: the ImageNet EfficientNet-Lite0 by default); the projection
-    is kept. alpha=1 is ``net`` itself, alpha=0 its ImageNet starting point."""
-    import copy
+    BatchNorm statistics; integer buffers stay the trained ones); the projection is kept.
+    ``start``: a backbone (or descriptor network) of the same architecture, by default the ImageNet
+    EfficientNet-Lite0, which is the net's own starting point for runs that began from ImageNet
+    (the course's recipe, not ``init_from`` runs). alpha=1 is ``net`` itself, alpha=0 ``start``."""
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be between 0 (the starting backbone) and 1 (the trained one), got {alpha}.")
-    start = start if start is not None else models.efficientnet_lite0(pretrained=True)
+    start = getattr(start, "backbone", start) if start is not None else models.efficientnet_lite0(pretrained=True)
     origin = start.state_dict()
     out = copy.deepcopy(net).eval()
     mixed = {}
     for key, value in net.backbone.state_dict().items():
         if key not in origin or origin[key].shape != value.shape:
-            raise ValueError(f"the starting backbone has no weight {key!r} of shape {tuple(value.shape)}: "
-                             "interpolate between two copies of one architecture.")
+            raise ValueError(f"the starting backbone has no weight {key!r} of shape {tuple(value.shape)}: pass "
+                             "start=<the backbone this net was trained from> (the default is the ImageNet "
+                             "EfficientNet-Lite0).")
         mixed[key] = (torch.lerp(origin[key].to(value), value, float(alpha)) if value.is_floating_point()
                       else value)
     out.backbone.load_state_dict(mixed)
     return out
+
+
+def refresh_batchnorm(net, images, size: int, device=None, batch_size: int = 32) -> nn.Module:
+    """Re-estimate the backbone's BatchNorm statistics on ``images`` (PIL, e.g. training images),
+    in place: averaged weights do not have averaged activation statistics. Returns ``net`` (eval)."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not images:
+        raise ValueError("refresh_batchnorm needs some images (a few hundred training images).")
+    momenta = [m.momentum for m in norms]
+    net.eval()
+    for m in norms:                                         # only BatchNorm in training mode
+        m.reset_running_stats()
+        m.momentum = None                                   # a plain average over every batch
+        m.train()
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            net(models.preprocess(images[i:i + batch_size], size).to(device or "cpu"))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return net.eval()
 
 
 def _optimizer(cfg: TrainConfig, net, objective) -> torch.optim.Optimizer:

@@ -43,11 +43,14 @@ def test_train_arcface_init_option():
         cli.train_config(args)
 
 
-def test_train_multires_option():
+def test_train_multires_option(tmp_path, capsys):
     args = cli.parser().parse_args(["train", "--out", "x", "--profile", "course", "--multires", "96,128,160,192"])
     assert cli.train_config(args).multires == (96, 128, 160, 192)
     for bad, match in (("96,big", "whole numbers of pixels"), ("96,4000", "multires holds input sizes")):
         args = cli.parser().parse_args(["train", "--out", "x", "--multires", bad])
         with pytest.raises(ValueError, match=match):
             cli.train_config(args)
-    assert cli.main(["train", "--out", "x", "--multires", "96,big"]) != 0      # a clear message, no traceback
+    assert cli.main(["train", "--out", str(tmp_path / "x"), "--multires", "96,big"]) != 0
+    out = capsys.readouterr()
+    assert "--multires takes whole numbers" in out.out + out.err and "Traceback" not in out.out + out.err
+    assert not (tmp_path / "x").exists()                      # refused before any work

@@ -340,24 +340,44 @@ def test_interpolated_backbone_runs_from_the_imagenet_start_to_the_trained_net()
     cfg = checkpoints.default_config("test", pretrained=False, seed=3)
     torch.manual_seed(3)
     net = checkpoints.build_model(cfg).eval()            # random weights: far from ImageNet's
+    net.backbone.bn1.num_batches_tracked.fill_(7)
     start = models.efficientnet_lite0(pretrained=True)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    start_before = {k: v.clone() for k, v in start.state_dict().items()}
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         assert torch.allclose(training.interpolate_backbone(net, 1.0, start)(x), net(x), atol=1e-6)
         half = training.interpolate_backbone(net, 0.5, start)
-        zero = training.interpolate_backbone(net, 0.0, start)
-    key = "conv_stem.weight"
-    mid = (start.state_dict()[key] + net.backbone.state_dict()[key]) / 2
-    assert torch.allclose(half.backbone.state_dict()[key], mid, atol=1e-6)
-    assert torch.equal(zero.backbone.state_dict()[key], start.state_dict()[key])
-    assert torch.equal(zero.proj.weight, net.proj.weight)        # the projection stays the trained one
-    assert not torch.equal(net.backbone.state_dict()[key], mid)  # the input network is untouched
+        zero = training.interpolate_backbone(net, 0.0, checkpoints.build_model(checkpoints.default_config("test")))
+    for key in ("conv_stem.weight", "bn1.running_var", "blocks.3.0.bn2.running_mean"):
+        mid = (start.state_dict()[key] + before["backbone." + key]) / 2
+        assert torch.allclose(half.backbone.state_dict()[key], mid, atol=1e-6), key
+        assert torch.equal(zero.backbone.state_dict()[key], start.state_dict()[key]), key  # a whole net as start
+    counter = half.backbone.bn1.num_batches_tracked
+    assert counter.dtype == torch.long and int(counter) == 7          # integer buffers stay the trained ones
+    assert torch.equal(zero.proj.weight, net.proj.weight)             # the projection stays the trained one
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())          # inputs untouched
+    assert all(torch.equal(v, start_before[k]) for k, v in start.state_dict().items())
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="alpha must be between 0"):
             training.interpolate_backbone(net, bad, start)
     other = checkpoints.build_model(checkpoints.default_config("test", backbone="resnet18", pretrained=False))
-    with pytest.raises(ValueError, match="one architecture"):
-        training.interpolate_backbone(net, 0.5, other.backbone)
+    with pytest.raises(ValueError, match="pass start="):
+        training.interpolate_backbone(net, 0.5, other)
+
+
+def test_refreshed_batchnorm_statistics_are_the_images_own(mini):
+    net = checkpoints.build_model(checkpoints.default_config("test")).eval()
+    images = training._load_small(mini, mini.train_ids[:8], 128)
+    x = models.preprocess(images, 96)
+    first = net.backbone.bn1
+    with torch.no_grad():
+        stem = net.backbone.conv_stem(x)                             # what bn1 sees
+    training.refresh_batchnorm(net, images, 96, batch_size=8)
+    assert torch.allclose(first.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert not net.training and first.momentum == 0.1
+    with pytest.raises(ValueError, match="needs some images"):
+        training.refresh_batchnorm(net, [], 96)
 
 
 def test_multires_draws_each_steps_size_from_the_list_and_trains(mini, tmp_path):
@@ -369,7 +389,12 @@ def test_multires_draws_each_steps_size_from_the_list_and_trains(mini, tmp_path)
     batch = training._Batches(training._load_small(mini, mini.train_ids[:20], 256), cfg,
                               training.minidisc.edit_assets("training"), start=0)
     assert [batch[s][0].shape[-1] for s in range(4)] == [cfg.train_size(s) for s in range(4)]
-    out = training.train(mini, cfg, tmp_path / "run", progress=False)
-    assert out["done"] and checkpoints.load_descriptor(tmp_path / "run" / "model.pt")[1].multires == (64, 96, 128)
-    with pytest.raises(ValueError, match="multires holds input sizes"):
-        training.check_config(checkpoints.default_config("test", multires=(8,)))
+    assert sizes != [checkpoints.default_config("test", multires=(64, 96, 128), seed=6).train_size(s)
+                     for s in range(300)]
+    first = training.train(mini, cfg, tmp_path / "run", progress=False, stop_after=2)
+    out = training.train(mini, cfg, tmp_path / "run", progress=False)       # resumes the multires run
+    assert not first["done"] and out["done"] and out["step"] == 4
+    assert checkpoints.load_descriptor(tmp_path / "run" / "model.pt")[1].multires == (64, 96, 128)
+    for bad in ((8,), (96.0,), (True,), 96, None):
+        with pytest.raises(ValueError, match="multires holds input sizes"):
+            training.check_config(checkpoints.default_config("test", multires=bad))
