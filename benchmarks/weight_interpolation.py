@@ -37,9 +37,7 @@ def score(path: Path, alphas, sets, pool, refresh: int) -> dict:
     from isc_helpers import checkpoints, metrics, models, training
     net, cfg, _ = checkpoints.load_descriptor(path)
     train_ids, val_ids = training.split_training(pool, cfg)
-    held_out = training._load_small(pool, val_ids, cfg.image_side)
-    vals = {e: training.make_validation(pool, val_ids, cfg.seed, cfg.image_side, e, held_out)
-            for e in ("transfer", "augly")}
+    vals = training.validation_tasks(pool, val_ids, cfg)            # the runs' own: --val-edits both
     bn_images = training._load_small(pool, train_ids[:refresh], cfg.image_side) if refresh else []
     start, size, out = models.efficientnet_lite0(pretrained=True), cfg.sizes[-1], {}
     for a in alphas:

@@ -222,6 +222,13 @@ def make_validation(ds, val_ids, seed: int, side: int = 256, editor: str = "augl
     return refs, queries, pd.DataFrame(rows)
 
 
+def validation_tasks(ds, val_ids, cfg: TrainConfig) -> dict:
+    """{editor: validation task} for a run's held-out images (decoded once, every editor of
+    :func:`val_editors`), as the training loop validates on them."""
+    held_out = _load_small(ds, val_ids, cfg.image_side)
+    return {e: make_validation(ds, val_ids, cfg.seed, cfg.image_side, e, held_out) for e in val_editors(cfg)}
+
+
 def validate(net, val, size, device) -> float:
     """µAP of the network on one validation task (k=10 per query, inner product)."""
     refs, queries, gt = val
@@ -437,8 +444,7 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
         net, device_ids=[device.index] if device.type == "cuda" else None)
     val = None
     if rank == 0:
-        held_out = _load_small(ds, val_ids, cfg.image_side)
-        val = {e: make_validation(ds, val_ids, cfg.seed, cfg.image_side, e, held_out) for e in val_editors(cfg)}
+        val = validation_tasks(ds, val_ids, cfg)
     if rank == 0 and start == 0:
         history.append({"step": 0, **validation_entry(net, val, cfg.stage(cfg.steps - 1)[0], device)})
     run = dict(rank=rank, world=world, device=device, net=net, model=model, old_net=old_net, objective=objective,
