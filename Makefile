@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 check: venv
-	$(BIN)/python -m isc_helpers.checks
+	$(BIN)/python -m isc_helpers.tool.checks
 
 data: venv
 	ISC_PROFILE=$(PROFILE) $(BIN)/isc-course build-data

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from isc_helpers import augment, collection, minidisc, transfer_edits
-from isc_helpers.data import load_pool
-from isc_helpers.images import load_image
-from isc_helpers.profile import get_profile
+from isc_helpers.datasets import augment, edits, minidisc, transfer_edits
+from isc_helpers.tool import collection
+from isc_helpers.datasets.dataset import load_pool
+from isc_helpers.core.images import load_image
+from isc_helpers.core.profile import get_profile
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,7 +46,7 @@ def build_folder(root: Path, n: int, seed: int = 0) -> set:
     n_copies = n // 11
     originals = files[:n - n_copies]
     rng = np.random.RandomState(seed)
-    assets = augment.EditAssets(overlays=pool.files("overlays"), backgrounds=files[n:n + 50])
+    assets = edits.EditAssets(overlays=pool.files("overlays"), backgrounds=files[n:n + 50])
     names = []
     for i, src in enumerate(originals):
         name = f"album{i % 7}/IMG_{i:04d}.jpg"

@@ -1,4 +1,4 @@
-"""Benchmark: the growing copy index (``isc_helpers.index.CopyIndex``, issue 16) at 1,000,000 images.
+"""Benchmark: the growing copy index (``isc_helpers.tool.copy_index.CopyIndex``, issue 16) at 1,000,000 images.
 
 Four phases, each in its own process so that each peak memory (RSS) is its own:
 
@@ -9,10 +9,10 @@ Four phases, each in its own process so that each peak memory (RSS) is its own:
    Every commit rewrites the whole descriptor file, so this time grows with the index.
 3. **search**: open the index; describe real images (mini-DISC queries of the active profile) with
    the trained descriptor, timed apart from the search of their descriptors in the index (exact
-   below ``index.EXACT_LIMIT`` images, IVF with ``nprobe`` = ``index.NPROBE`` above, the IVF built
+   below ``copy_index.EXACT_LIMIT`` images, IVF with ``nprobe`` = ``copy_index.NPROBE`` above, the IVF built
    at the first search of each process and timed apart); end-to-end ``CopyIndex.search`` of image
    files; peak RSS of the process. The index builds its IVF only for a search of at least
-   ``index.IVF_MIN_QUERIES`` images (fewer are searched exactly until it exists: building costs
+   ``copy_index.IVF_MIN_QUERIES`` images (fewer are searched exactly until it exists: building costs
    more than searching them exactly); this phase sets that to 1 to time the IVF path itself.
 4. **recall**: the recall of the exact top-10 by the index's search on simulated queries (a tenth
    of them noisy copies of references, as in ``bench_search.py``), and exact search's time.
@@ -58,13 +58,14 @@ def folder_bytes(folder: Path) -> int:
 
 def model_descriptors() -> np.ndarray:
     """The trained descriptor's training-image descriptors (cached): what the simulation imitates."""
-    from isc_helpers import descriptors, minidisc
+    from isc_helpers.core import descriptors
+    from isc_helpers.datasets import minidisc
     return descriptors.for_dataset(minidisc.open_dataset(progress=False), "trained", "train", progress=False).x
 
 
 def simulated(n: int, start: int, seed: int) -> tuple[np.ndarray, list, list, list]:
     """(descriptors, ids, paths, fingerprints) of ``n`` simulated images numbered from ``start``."""
-    from isc_helpers import scale
+    from isc_helpers.ideas import scale
     x = scale.simulate_distractors(model_descriptors(), n, seed=seed)
     nums = range(start, start + n)
     ids = [f"sim/{i:09d}.jpg" for i in nums]
@@ -75,7 +76,7 @@ def simulated(n: int, start: int, seed: int) -> tuple[np.ndarray, list, list, li
 
 def write_phase(folder: Path, n: int, start: int, seed: int, create: bool) -> dict:
     """Simulate ``n`` images and write them into the index (created first when ``create``)."""
-    from isc_helpers.index import CopyIndex
+    from isc_helpers.tool.copy_index import CopyIndex
     t0 = time.perf_counter()
     x, ids, paths, fps = simulated(n, start, seed)
     res = {"images": n, "simulate_s": time.perf_counter() - t0}
@@ -115,9 +116,11 @@ def describe_and_search(folder: Path, n_images: int, k: int) -> dict:
     """Latencies of describing real images and of searching their descriptors in the index."""
     import faiss
     import torch
-    from isc_helpers import descriptors, index, minidisc
-    from isc_helpers.index import CopyIndex
-    index.IVF_MIN_QUERIES = 1          # time the IVF path (the index searches few queries exactly by default)
+    from isc_helpers.core import descriptors
+    from isc_helpers.datasets import minidisc
+    from isc_helpers.tool import copy_index
+    from isc_helpers.tool.copy_index import CopyIndex
+    copy_index.IVF_MIN_QUERIES = 1          # time the IVF path (the index searches few queries exactly by default)
     method = descriptors.METHODS["trained"].fn
     t0 = time.perf_counter()
     idx = CopyIndex.open(folder)
@@ -132,11 +135,11 @@ def describe_and_search(folder: Path, n_images: int, k: int) -> dict:
     res["describe_batched_ms_per_image"] = 1000 * (time.perf_counter() - t0) / len(paths)
     res["describe_one_at_a_time"] = summary(timed_each(lambda p: method([p]), paths[:20]))
     t0 = time.perf_counter()
-    idx._knn(q[:1], k + 1)          # the first search of a process builds the IVF index (above EXACT_LIMIT)
+    idx.knn(q[:1], k + 1)          # the first search of a process builds the IVF index (above EXACT_LIMIT)
     res["first_search_s"] = time.perf_counter() - t0
-    res["search_one_at_a_time"] = summary(timed_each(lambda row: idx._knn(row[None], k + 1), q))
+    res["search_one_at_a_time"] = summary(timed_each(lambda row: idx.knn(row[None], k + 1), q))
     t0 = time.perf_counter()
-    idx._knn(q, k + 1)
+    idx.knn(q, k + 1)
     res["search_batched_ms_per_query"] = 1000 * (time.perf_counter() - t0) / len(q)
     res["end_to_end_one_image"] = summary(timed_each(lambda p: idx.search(p, k=k), paths[:20]))
     t0 = time.perf_counter()
@@ -150,9 +153,11 @@ def recall_phase(folder: Path, n_query: int, k: int) -> dict:
     """Recall of the exact top-k by the index's own search, on simulated queries (a tenth copies),
     and the time of exact search (faiss IndexFlatIP) for comparison."""
     import faiss
-    from isc_helpers import index, scale, search
-    from isc_helpers.index import CopyIndex
-    index.IVF_MIN_QUERIES = 1
+    from isc_helpers.core import search
+    from isc_helpers.ideas import scale
+    from isc_helpers.tool import copy_index
+    from isc_helpers.tool.copy_index import CopyIndex
+    copy_index.IVF_MIN_QUERIES = 1
     idx = CopyIndex.open(folder)
     rs = np.random.RandomState(2)
     n_copy = max(1, n_query // 10)
@@ -168,7 +173,7 @@ def recall_phase(folder: Path, n_query: int, k: int) -> dict:
     exact_one = summary(timed_each(lambda row: flat.search(row[None], k), queries[:20]))
     flat.reset()                                 # frees its copy of the descriptors
     t0 = time.perf_counter()
-    _, found = idx._knn(queries, k)
+    _, found = idx.knn(queries, k)
     search_s = time.perf_counter() - t0          # includes building the IVF index in this process
     return {"queries": n_query, "copy_queries": n_copy, "index_type": idx.index_type(),
             "recall_at_10": search.recall_against_exact(found, exact),

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from isc_helpers import metrics
-from isc_helpers.io import validate_predictions
+from isc_helpers.core import metrics
+from isc_helpers.core.formats import validate_predictions
 
 
 def main(n=500_000, n_q=50_000, repeats=3):

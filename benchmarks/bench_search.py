@@ -28,7 +28,9 @@ def rss_gb() -> float:
 
 def main(argv=None):
     import faiss
-    from isc_helpers import descriptors, minidisc, scale, search
+    from isc_helpers.core import descriptors, search
+    from isc_helpers.datasets import minidisc
+    from isc_helpers.ideas import scale
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-ref", type=int, default=1_000_000)
     ap.add_argument("--n-query", type=int, default=50_000)

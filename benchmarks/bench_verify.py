@@ -7,7 +7,9 @@ import time
 
 import numpy as np
 
-from isc_helpers import keypoints, minidisc, search, tasks, verify
+from isc_helpers.core import search
+from isc_helpers.datasets import minidisc
+from isc_helpers.ideas import keypoints, tasks, verify
 
 
 def main():

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from isc_helpers import calibration, collection, minidisc, transfer
-from isc_helpers.profile import get_profile
+from isc_helpers.datasets import minidisc, transfer
+from isc_helpers.tool import calibration, collection
+from isc_helpers.core.profile import get_profile
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from isc_helpers import checkpoints, metrics, minidisc, models, search, training, transfer
-from isc_helpers.profile import get_profile
+from isc_helpers.core import checkpoints, metrics, models, search
+from isc_helpers.datasets import minidisc, transfer
+from isc_helpers.ideas import training
+from isc_helpers.core.profile import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (128, 160, 192, 224)
@@ -37,7 +39,7 @@ def uap(q, query_ids, r, reference_ids, gt) -> float:
 def validation(net, cfg, prof) -> dict:
     pool = minidisc.load_training_pool(prof, progress=False)
     _, val_ids = training.split_training(pool, cfg)
-    images = training._load_small(pool, val_ids, 256)
+    images = training.load_small(pool, val_ids, 256)
     res = {c: {} for c in COMBOS}
     for editor in ("transfer", "augly"):
         for seed in (0, 1, 2):

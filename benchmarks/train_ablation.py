@@ -53,7 +53,7 @@ def main() -> int:
         if args.only and not any(o.lower() in name.lower() for o in args.only):
             continue
         out = ROOT / "cache" / "runs" / "ablation" / slug(name)
-        cmd = [sys.executable, "-m", "isc_helpers.cli", "train", "--out", str(out), *BASE, *extra, "--evaluate"]
+        cmd = [sys.executable, "-m", "isc_helpers.tool.cli", "train", "--out", str(out), *BASE, *extra, "--evaluate"]
         print(f"== {name}\n   isc-course train {' '.join(BASE + extra)} --evaluate", flush=True)
         t0 = time.time()
         subprocess.run(cmd, env=env, check=True, cwd=ROOT)

@@ -47,7 +47,7 @@ def main() -> int:
     t0 = time.time()
     summary_file = out / "summary.json"
     if not (summary_file.exists() and "evaluation" in json.loads(summary_file.read_text())):
-        subprocess.run([sys.executable, "-m", "isc_helpers.cli", "train", "--out", str(out), *train_args],
+        subprocess.run([sys.executable, "-m", "isc_helpers.tool.cli", "train", "--out", str(out), *train_args],
                        env=env, check=True, cwd=ROOT)
     summary = json.loads(summary_file.read_text())
     if summary["config"]["steps"] != args.steps or summary["config"]["seed"] != args.seed \
@@ -55,14 +55,16 @@ def main() -> int:
         sys.exit(f"{out} was not made by this command; choose another --run")
 
     import torch
-    from isc_helpers import checkpoints, minidisc, profile, training, transfer
+    from isc_helpers.core import checkpoints, profile, train_config
+    from isc_helpers.datasets import minidisc, transfer
+    from isc_helpers.ideas import training
     course = profile.get_profile("course")
     sets = {"mini-DISC": minidisc.load_minidisc(course, progress=False),
             "transfer set": transfer.load_transfer_set(course, progress=False)}
     dst = WEIGHTS / "course_descriptor.pt"
     last = summary["history"][-1]
     train_set = (minidisc.load_training_pool if args.pool else minidisc.load_minidisc)(course, progress=False)
-    cfg = checkpoints.TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()})
+    cfg = train_config.TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()})
     prov = {"command": "ISC_PROFILE=course isc-course train --out DIR " + " ".join(train_args),
             "seed": args.seed, "steps": args.steps, "train_seconds": summary["train_seconds"],
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"
@@ -86,7 +88,7 @@ def main() -> int:
         + ("the training pool: mini-DISC's training photos and one image per group of the pool's "
            "training-only photos and textures (never a mini-DISC or transfer-set query or reference)"
            if args.pool else "mini-DISC's training photos") + ", float16 weights, "
-        f"{dst.stat().st_size / 1e6:.1f} MB. Load it with `isc_helpers.checkpoints.load_descriptor` or use "
+        f"{dst.stat().st_size / 1e6:.1f} MB. Load it with `isc_helpers.core.checkpoints.load_descriptor` or use "
         "`descriptors.trained`.\n\n"
         f"Reproduce it with `python {' '.join(sys.argv)}`, which runs:\n\n"
         f"```\n{prov['command']}\n```\n\n"

@@ -14,8 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-from isc_helpers import cache, descriptors, metrics, minidisc, pipeline, transfer
-from isc_helpers.profile import get_profile
+from isc_helpers.core import cache, descriptors, metrics
+from isc_helpers.datasets import minidisc, transfer
+from isc_helpers.tool import pipeline, run
+from isc_helpers.core.profile import get_profile
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,7 +40,7 @@ def main():
     profile = get_profile()
     methods = args.methods.split(",") + (["sscd"] if descriptors.sscd_available() else [])
     sets = {"mini-DISC": minidisc.load_minidisc(profile), "transfer": transfer.load_transfer_set(profile)}
-    board = pipeline.leaderboard(sets, methods, cache.cache_dir() / "transfer_leaderboard" / profile.name)
+    board = run.leaderboard(sets, methods, cache.cache_dir() / "transfer_leaderboard" / profile.name)
     print(board.round(3).to_string())
     out = RESULTS / f"leaderboard_{profile.name}.json"
     before = json.loads(out.read_text()) if out.exists() else {}

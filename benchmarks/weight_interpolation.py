@@ -1,4 +1,4 @@
-"""Issue 14: does moving a trained descriptor's backbone part-way back to its ImageNet start help transfer?
+"""Does moving a trained descriptor's backbone part-way back to its ImageNet start help transfer?
 
 Fine-tuning on a few thousand images can narrow what a pretrained backbone knows. Averaging the
 fine-tuned weights with the starting ones (weight-space interpolation, as in Wortsman et al.'s
@@ -20,10 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import copy
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn as nn
+
+from isc_helpers.core import models
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "weight_interpolation.json"
@@ -32,18 +37,67 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 COLUMNS = ("val_transfer", "val_augly", "minidisc", "transfer_set")
 
 
+# The experiment itself (measured, not adopted: docs/RESULTS.md), kept here rather than in the package.
+BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def interpolate_backbone(net, alpha: float, start=None) -> nn.Module:
+    """A copy of ``net`` whose backbone is ``(1 - alpha) * start + alpha * net`` (weights and
+    BatchNorm statistics; integer buffers stay the trained ones); the projection is kept.
+    ``start``: a backbone (or descriptor network) of the same architecture, by default the ImageNet
+    EfficientNet-Lite0, which is the net's own starting point for runs that began from ImageNet
+    (the course's recipe, not ``init_from`` runs). alpha=1 is ``net`` itself, alpha=0 ``start``."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise SystemExit(f"alpha must be between 0 (the starting backbone) and 1 (the trained one), got {alpha}.")
+    start = getattr(start, "backbone", start) if start is not None else models.efficientnet_lite0(pretrained=True)
+    origin = start.state_dict()
+    out = copy.deepcopy(net).eval()
+    mixed = {}
+    for key, value in net.backbone.state_dict().items():
+        if key not in origin or origin[key].shape != value.shape:
+            raise SystemExit(f"the starting backbone has no weight {key!r} of shape {tuple(value.shape)}: pass "
+                             "start=<the backbone this net was trained from> (the default is the ImageNet "
+                             "EfficientNet-Lite0).")
+        mixed[key] = (torch.lerp(origin[key].to(value), value, float(alpha)) if value.is_floating_point()
+                      else value)
+    out.backbone.load_state_dict(mixed)
+    return out
+
+
+def refresh_batchnorm(net, images, size: int, device=None, batch_size: int = 32) -> nn.Module:
+    """Re-estimate the backbone's BatchNorm statistics on ``images`` (PIL, e.g. training images),
+    in place: averaged weights do not have averaged activation statistics. Returns ``net`` (eval)."""
+    norms = [m for m in net.modules() if isinstance(m, BATCHNORM)]
+    if not images:
+        raise SystemExit("refresh_batchnorm needs some images (a few hundred training images).")
+    momenta = [m.momentum for m in norms]
+    net.eval()
+    for m in norms:                                         # only BatchNorm in training mode
+        m.reset_running_stats()
+        m.momentum = None                                   # a plain average over every batch
+        m.train()
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            net(models.preprocess(images[i:i + batch_size], size).to(device or "cpu"))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return net.eval()
+
+
+
 def score(path: Path, alphas, sets, pool, refresh: int) -> dict:
     """{alpha: {column: µAP}} for one checkpoint."""
-    from isc_helpers import checkpoints, metrics, models, training
+    from isc_helpers.core import checkpoints, metrics, models
+    from isc_helpers.ideas import training
     net, cfg, _ = checkpoints.load_descriptor(path)
     train_ids, val_ids = training.split_training(pool, cfg)
     vals = training.validation_tasks(pool, val_ids, cfg)            # the runs' own: --val-edits both
-    bn_images = training._load_small(pool, train_ids[:refresh], cfg.image_side) if refresh else []
+    bn_images = training.load_small(pool, train_ids[:refresh], cfg.image_side) if refresh else []
     start, size, out = models.efficientnet_lite0(pretrained=True), cfg.sizes[-1], {}
     for a in alphas:
-        blended = training.interpolate_backbone(net, a, start)
+        blended = interpolate_backbone(net, a, start)
         if bn_images:
-            training.refresh_batchnorm(blended, bn_images, size)
+            refresh_batchnorm(blended, bn_images, size)
         row = {f"val_{e}": training.validate(blended, v, size, "cpu") for e, v in vals.items()}
         for name, ds in sets.items():
             row[name] = metrics.evaluate(training.search_with(blended, ds, size), ds.ground_truth()).uap
@@ -69,7 +123,7 @@ def table(results: dict) -> str:
 
 def checkpoints_to_score(args) -> dict:
     """{group: {seed: checkpoint path}}; a missing run says how to make it."""
-    from isc_helpers import descriptors
+    from isc_helpers.core import descriptors
     todo = {}
     if not args.no_recipe:
         todo["ArcFace recipe, 300 steps"] = {f"s{s}": RUNS / f"arcface--the-course-recipe-300-s{s}" / "model.pt"
@@ -93,8 +147,9 @@ def main() -> int:
     ap.add_argument("--refresh-bn", type=int, default=0, help="re-estimate BatchNorm on this many training images")
     args = ap.parse_args()
     os.environ.setdefault("ISC_PROFILE", "course")
-    from isc_helpers import minidisc, profile, transfer
-    from isc_helpers.io import atomic_write
+    from isc_helpers.core import profile
+    from isc_helpers.datasets import minidisc, transfer
+    from isc_helpers.core.formats import atomic_write
     todo = checkpoints_to_score(args)
     course = profile.get_profile("course")
     pool = minidisc.load_training_pool(course, progress=False)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isc_helpers import augly_compat, augment
+from isc_helpers.datasets import augly_compat, augment
 
 
 def test_compat_fixes_each_broken_function():

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isc_helpers import calibration
+from isc_helpers.tool import calibration
 
 
 def test_isotonic_is_monotone_and_keeps_the_copy_rate():

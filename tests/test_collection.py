@@ -1,13 +1,15 @@
-"""Find copies in a folder of ordinary photos (issue 16, first slice): isc_helpers.collection and
+"""Find copies in a folder of ordinary photos (issue 16, first slice): isc_helpers.tool.collection and
 `isc-course find-copies`, on a folder built from test-profile mini-DISC photos with planted copies."""
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from isc_helpers import cli, collection
-from isc_helpers.images import ImageError, load_image
+from isc_helpers.core import descriptors
+from isc_helpers.tool import cli, collection
+from isc_helpers.core.images import ImageError, load_image
 
 # planted copy pairs (original, copy): a crop, a resize + JPEG, a colour change, an EXIF-rotated copy
 PLANTED = [("IMG_0001.jpg", "holiday/beach.png"),
@@ -256,8 +258,8 @@ def test_entry_points_from_the_package_itself():
     import sys
     code = ("import sys, isc_helpers; assert 'torch' not in sys.modules; "
             "from isc_helpers import find_copies, decide, groups, CopyIndex; "
-            "from isc_helpers import collection, index; "
-            "assert find_copies is collection.find_copies and CopyIndex is index.CopyIndex; print('ok')")
+            "from isc_helpers.tool import collection, copy_index; "
+            "assert find_copies is collection.find_copies and CopyIndex is copy_index.CopyIndex; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
@@ -265,15 +267,17 @@ def test_entry_points_from_the_package_itself():
         isc_helpers.nothing
 
 
-def test_the_probe_reuses_the_references_descriptors(tmp_path):
-    searched, probe = tmp_path / "searched", tmp_path / "probe"
-    shards = searched / "descriptors" / "trained-reference"
-    shards.mkdir(parents=True)
-    (shards / "shard-00000.npz").write_bytes(b"shard")
-    (searched / "descriptors" / "trained-query").mkdir()
-    collection._share_reference_descriptors(searched, probe)
-    assert (probe / "descriptors" / "trained-reference" / "shard-00000.npz").read_bytes() == b"shard"
-    assert not (probe / "descriptors" / "trained-query").exists()            # the probe's queries are its own
-    (shards / "shard-00000.npz").write_bytes(b"newer")                      # the folder was searched again
-    collection._share_reference_descriptors(searched, probe)
-    assert (probe / "descriptors" / "trained-reference" / "shard-00000.npz").read_bytes() == b"newer"
+def test_one_folder_and_its_probe_describe_each_image_once(folder, monkeypatch):
+    """Searching one folder against itself describes its images once (queries and references are
+    the same files), and the calibration probe reuses those descriptors: only the probe's own
+    images are described again. Predictions stay in memory under the files' own names."""
+    described = []
+    real = descriptors.METHODS["colour_hist"]
+    monkeypatch.setitem(descriptors.METHODS, "colour_hist", dataclasses.replace(
+        real, fn=lambda paths, progress=False: described.extend(paths) or real.fn(paths, progress=progress)))
+    pairs = collection.find_copies(folder, method="colour_hist", progress=False)
+    probe = [p for p in described if "probe_" in Path(p).name]
+    own = [p for p in described if "probe_" not in Path(p).name]
+    assert sorted(map(str, own)) == sorted(str(p) for p in collection.find_images(folder).paths)
+    assert len(probe) == len(set(probe)) > 0
+    assert set(pairs["query"]) | set(pairs["reference"]) <= set(collection.find_images(folder).ids)

@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import data, images, minidisc
-from isc_helpers.profile import PROFILES, get_profile
+from isc_helpers.core import images
+from isc_helpers.datasets import dataset, minidisc
+from isc_helpers.core.profile import PROFILES, get_profile
 
 
 def test_pool_manifest_matches_files_and_size_budget():
-    pool = data.load_pool(verify=True)
+    pool = dataset.load_pool(verify=True)
     root = pool.root
     on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {"manifest.csv", "stats.json"}
     assert on_disk == set(pool.manifest.file), "every pool file is in the manifest and vice versa"
@@ -26,7 +27,7 @@ def test_pool_manifest_matches_files_and_size_budget():
 
 
 def test_photos_are_downscaled():
-    pool = data.load_pool()
+    pool = dataset.load_pool()
     m = pool.manifest
     longest = m[["width", "height"]].astype(int).max(axis=1)
     limit = {"photos": 640, "transfer_photos": 640, "train_photos": 384, "textures": 384, "filler": 256,
@@ -101,7 +102,7 @@ def _fake_disc21(root, layout="official"):
 @pytest.mark.parametrize("layout", ["official", "drivendata"])
 def test_disc21_loader_on_fake_tree(tmp_path, layout):
     _fake_disc21(tmp_path, layout)
-    ds = data.load_disc21(tmp_path)
+    ds = dataset.load_disc21(tmp_path)
     assert ds.query_ids == ["Q00000", "Q00001"] and ds.reference_ids == ["R000000", "R000001"]
     assert ds.summary()["copies"] == 1
     assert ds.load("R000001").size == (8, 8)
@@ -109,20 +110,20 @@ def test_disc21_loader_on_fake_tree(tmp_path, layout):
 
 def test_disc21_loader_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("ISC_DISC21_DIR", raising=False)
-    with pytest.raises(data.DatasetError, match="ISC_DISC21_DIR"):
-        data.load_disc21()
+    with pytest.raises(dataset.DatasetError, match="ISC_DISC21_DIR"):
+        dataset.load_disc21()
     _fake_disc21(tmp_path)
     shutil.rmtree(tmp_path / "train")
-    with pytest.raises(data.DatasetError, match="train"):
-        data.load_disc21(tmp_path)
+    with pytest.raises(dataset.DatasetError, match="train"):
+        dataset.load_disc21(tmp_path)
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "notes.txt").write_text("x")
-    with pytest.raises(data.DatasetError, match="not named like"):
-        data.load_disc21(tmp_path)
+    with pytest.raises(dataset.DatasetError, match="not named like"):
+        dataset.load_disc21(tmp_path)
 
 
 def test_ground_truth_with_unknown_reference(tmp_path):
     _fake_disc21(tmp_path)
     (tmp_path / "dev_ground_truth.csv").write_text("query_id,reference_id\nQ00000,R000009\n")
-    with pytest.raises(data.DatasetError, match="R000009"):
-        data.load_disc21(tmp_path).ground_truth()
+    with pytest.raises(dataset.DatasetError, match="R000009"):
+        dataset.load_disc21(tmp_path).ground_truth()

@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
 
-from isc_helpers import data, descriptors, images, search
+from isc_helpers.core import descriptors, images, search
+from isc_helpers.datasets import dataset
 
 
 @pytest.fixture(scope="module")
 def photo_files(tmp_path_factory):
     """A photo, its JPEG re-encoding, its crop and an unrelated photo."""
     d = tmp_path_factory.mktemp("imgs")
-    pool = data.load_pool()
+    pool = dataset.load_pool()
     a = images.load_image(pool.files("photos")[0]).resize((256, 192))
     b = images.load_image(pool.files("photos")[1]).resize((256, 192))
     a.save(d / "a.png")
@@ -56,7 +57,7 @@ def test_hamming_search_by_hand():
 
 
 def test_hamming_input_errors():
-    from isc_helpers.io import FormatError
+    from isc_helpers.core.formats import FormatError
     with pytest.raises(FormatError, match="uint8"):
         search.knn(np.zeros((1, 8), np.float32), np.zeros((2, 8), np.uint8), k=1, metric="hamming")
     with pytest.raises(FormatError, match="bytes"):
@@ -102,7 +103,7 @@ def test_register_checkpoint_caches_by_content(mini, tmp_path, monkeypatch):
         a = descriptors.for_dataset(mini, name, "query", progress=False)
         b = descriptors.for_dataset(mini, "trained", "query", progress=False)
         assert np.allclose(a.x, b.x, atol=1e-6)               # same weights, same descriptors
-        files = list((tmp_path / "cache" / "descriptors").rglob("my_checkpoint-*-query.npz"))
+        files = list((tmp_path / "cache" / "descriptors").rglob("my_checkpoint-*.npz"))
         assert len(files) == 1 and descriptors.weights_sha1(ck) in files[0].name
     finally:
         descriptors.METHODS.pop("my_checkpoint", None)

@@ -5,7 +5,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from isc_helpers import checks
+from isc_helpers.tool import checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_constraints_pin_torch_and_torchvision_together():
 
 
 def test_check_command_passes_here():
-    out = subprocess.run([sys.executable, "-m", "isc_helpers.checks"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "isc_helpers.tool.checks"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "FAIL" not in out.stdout.replace("0 FAIL", "")
     for name in ("augly compatibility", "photo pool", "device", "libmagic"):

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isc_helpers import data, images, local_global, minidisc, overlays
+from isc_helpers.core import images
+from isc_helpers.datasets import dataset, minidisc
+from isc_helpers.ideas import local_global, overlays
 
 
 def test_iou_hand_cases():
@@ -39,7 +41,7 @@ def test_search_parts_scores_a_pair_by_its_best_parts():
 
 
 def test_whole_images_reuse_extracted_descriptors():
-    from isc_helpers.descriptors import Extracted
+    from isc_helpers.core.descriptors import Extracted
     x = np.eye(3, dtype=np.float32)
     p = local_global.whole_images(Extracted(["R000000", "R000001", "R000002"], x, 1.5))
     assert p.names == ["full"] * 3 and p.x is x and p.per_image == 1 and p.seconds == 1.5
@@ -51,13 +53,13 @@ def test_calibrate_parts_subtracts_each_parts_bias():
     q = local_global.Parts(["Q00000"] * 3, ["a", "b", "c"], x(3))
     r = local_global.Parts(["R000000"] * 2, ["a", "b"], x(2))
     t = x(20)
-    q2, r2 = local_global.calibrate_parts(q, r, t, n=2, factor=0.5)
+    q2, r2 = local_global.normalize_parts(q, r, t, n=2, factor=0.5)
     bias = np.sort(q.x @ t.T, axis=1)[:, -2:].mean(1)
     assert np.allclose(q2.x @ r2.x.T, q.x @ r.x.T - 0.5 * bias[:, None], atol=1e-5)
 
 
 def test_heuristic_finds_a_pasted_photo():
-    pool = data.load_pool()
+    pool = dataset.load_pool()
     bg = images.load_image(pool.files("photos")[5]).convert("RGB").resize((400, 300)).filter(
         __import__("PIL.ImageFilter", fromlist=["GaussianBlur"]).GaussianBlur(3))
     fg = images.load_image(pool.files("photos")[6]).convert("RGB").resize((200, 140))
@@ -95,8 +97,8 @@ def test_query_boxes_replay_the_build(mini):
     replayed = minidisc.replay_query(mini, qid).image.convert("RGB").resize(saved.size, Image.BICUBIC)
     diff = np.abs(np.asarray(saved, float) - np.asarray(replayed, float)).mean()
     assert diff < 4.0, f"replayed query differs from the saved one by {diff:.1f} grey levels on average"
-    with pytest.raises(data.DatasetError):
-        minidisc.query_boxes(data.Dataset("x", mini.root / "query", mini.query_dir, mini.reference_dir,
+    with pytest.raises(dataset.DatasetError):
+        minidisc.query_boxes(dataset.Dataset("x", mini.root / "query", mini.query_dir, mini.reference_dir,
                                       mini.train_dir, mini.gt_path))
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isc_helpers import metrics
-from isc_helpers.io import FormatError
+from isc_helpers.core import metrics
+from isc_helpers.core.formats import FormatError
 
 GT = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00002", "Q00003"],
                    "reference_id": ["R000001", "R000002", "", "R000003"]})

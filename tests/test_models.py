@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from isc_helpers import models
+from isc_helpers.core import models
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isc_helpers import ensembles, io, metrics, minidisc, normalize as N, search
-from isc_helpers.descriptors import l2_normalize
-from isc_helpers.io import FormatError
+from isc_helpers.core import formats, metrics, search
+from isc_helpers.datasets import minidisc, tuning
+from isc_helpers.ideas import ensembles, normalize as N
+from isc_helpers.core.descriptors import l2_normalize
+from isc_helpers.core.formats import FormatError
 
 E = np.eye(4, dtype=np.float32)
 S2 = np.float32(np.sqrt(0.5))
@@ -123,10 +125,10 @@ def test_score_normalization_fixes_a_crowded_query():
 def test_normalize_h5_roundtrip(tmp_path):
     q, r, t = rand(4, 8, 1), rand(6, 8, 2), rand(30, 8, 3)
     qids, rids = [f"Q{i:05d}" for i in range(4)], [f"R{i:06d}" for i in range(6)]
-    src = io.write_descriptors(tmp_path / "in.h5", q, qids, r, rids)
+    src = formats.write_descriptors(tmp_path / "in.h5", q, qids, r, rids)
     out = N.normalize_h5(src, tmp_path / "out.h5", t, [("nes", {"k": 3})],
                          train_ids=[f"T{i:06d}" for i in range(30)])
-    q2, qids2, r2, rids2 = io.read_descriptors(out)
+    q2, qids2, r2, rids2 = formats.read_descriptors(out)
     assert qids2 == qids and rids2 == rids and q2.shape == (4, 8)
     assert np.allclose(q2, N.negative_embedding_subtraction(q, t, k=3), atol=1e-6)
     with pytest.raises(FileExistsError):
@@ -136,7 +138,7 @@ def test_normalize_h5_roundtrip(tmp_path):
 
 
 def test_tuning_set_uses_training_images_only(mini):
-    tu = minidisc.build_tuning_set(mini, progress=False)
+    tu = tuning.build_tuning_set(mini, progress=False)
     src = pd.read_csv(tu.root / "tuning_sources.csv", dtype=str)
     assert set(src.train_id) <= set(mini.train_ids)
     gt = tu.ground_truth()
@@ -148,7 +150,7 @@ def test_tuning_set_uses_training_images_only(mini):
     # the tuning background shares no image with its references or queries
     used = set(by_id[tu.reference_ids]) | set(by_id[tu.query_ids])
     assert used.isdisjoint(set(by_id[tu.train_ids]))
-    assert minidisc.build_tuning_set(mini, progress=False).root == tu.root      # reused, not rebuilt
+    assert tuning.build_tuning_set(mini, progress=False).root == tu.root      # reused, not rebuilt
 
 
 def test_ensemble_concatenates_equal_weights_and_whitens():
@@ -170,7 +172,7 @@ def test_fit_compatible_recovers_a_linear_relation():
     assert np.allclose(m.apply(s), t, atol=1e-3)
     with pytest.raises(FormatError, match="same training images"):
         ensembles.fit_compatible(s, t[:10])
-    from isc_helpers.descriptors import Extracted
+    from isc_helpers.core.descriptors import Extracted
     refs = Extracted([f"R{i:06d}" for i in range(len(s))], s, 0.0)
     with pytest.raises(N.NormalizationError, match="training"):
         ensembles.fit_compatible(refs, t)                             # never fitted on references

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isc_helpers import cli, data, descriptors, io, metrics, pipeline, search
+from isc_helpers.core import descriptors, formats, metrics, search
+from isc_helpers.datasets import dataset
+from isc_helpers.tool import cli, pipeline, run
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +34,9 @@ def disc21_folder(mini, tmp_path_factory):
 def test_run_on_minidisc_writes_official_files(mini, tmp_path):
     rc = cli.main(["run", "--data", str(mini.root), "--method", "thumbnail", "--out", str(tmp_path)])
     assert rc == 0
-    preds = io.read_predictions(tmp_path / "predictions.csv")
+    preds = formats.read_predictions(tmp_path / "predictions.csv")
     assert len(preds) == 10 * len(mini.query_ids)
-    q, qids, r, rids = io.read_descriptors(tmp_path / "descriptors.h5")
+    q, qids, r, rids = formats.read_descriptors(tmp_path / "descriptors.h5")
     assert q.shape == (len(mini.query_ids), 256) and qids == sorted(mini.query_ids)
     summary = json.loads((tmp_path / "summary.json").read_text())
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -50,18 +52,18 @@ def test_run_on_minidisc_writes_official_files(mini, tmp_path):
 
 
 def test_run_on_disc21_layout_with_hashes_and_normalization(disc21_folder, tmp_path):
-    ds = data.open_folder(disc21_folder)
+    ds = dataset.open_folder(disc21_folder)
     assert ds.name.startswith("DISC21") and len(ds.train_ids) == 30
-    s = pipeline.run_pipeline(ds, "phash", tmp_path / "p", progress=False)
+    s = run.run_pipeline(ds, "phash", tmp_path / "p", progress=False)
     assert "descriptors" not in s["outputs"] and "bits" in s["notes"][0]
-    s = pipeline.run_pipeline(ds, "trained+norm", tmp_path / "n", progress=False)
-    q, _, r, _ = io.read_descriptors(tmp_path / "n" / "descriptors.h5")
+    s = run.run_pipeline(ds, "trained+norm", tmp_path / "n", progress=False)
+    q, _, r, _ = formats.read_descriptors(tmp_path / "n" / "descriptors.h5")
     assert q.shape[1] == 30 and 0 <= s["metrics"]["uAP"] <= 1      # 29 whitened dims (30 images) + 1
     assert any("only 30 training images" in n for n in s["notes"])
     # the same folders given one by one
-    ds2 = data.from_folders(disc21_folder / "dev_queries", disc21_folder / "references")
-    with pytest.raises(data.DatasetError, match="training"):
-        pipeline.run_pipeline(ds2, "trained+norm", tmp_path / "x", progress=False)
+    ds2 = dataset.from_folders(disc21_folder / "dev_queries", disc21_folder / "references")
+    with pytest.raises(dataset.DatasetError, match="training"):
+        run.run_pipeline(ds2, "trained+norm", tmp_path / "x", progress=False)
 
 
 def test_sharded_extraction_resumes(mini, tmp_path):
@@ -95,8 +97,8 @@ def test_torchrun_shards_extraction_across_two_processes(mini, tmp_path):
     script = tmp_path / "extract.py"
     script.write_text(
         "import sys, numpy as np\n"
-        "from isc_helpers import data, descriptors\n"
-        f"ds = data.open_folder({str(mini.root)!r})\n"
+        "from isc_helpers.core import descriptors\nfrom isc_helpers.datasets import dataset\n"
+        f"ds = dataset.open_folder({str(mini.root)!r})\n"
         f"x = descriptors.extract_sharded(ds, 'thumbnail', 'reference', {str(tmp_path / 'out')!r}, shard_size=25, progress=False)\n"
         "import os; np.save(f\"{sys.argv[1]}/rank{os.environ['RANK']}.npy\", x.x)\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ISC_CACHE_DIR": str(tmp_path / "empty-cache")}  # really extract
@@ -114,8 +116,8 @@ def test_torchrun_shards_extraction_across_two_processes(mini, tmp_path):
 
 def test_best_pipeline_end_to_end(mini, tmp_path):
     """The full course pipeline (local-global candidates + SIFT verification), through the command."""
-    s = pipeline.run_pipeline(mini, "best", tmp_path, progress=False)
-    preds = io.read_predictions(tmp_path / "predictions.csv")
+    s = run.run_pipeline(mini, "best", tmp_path, progress=False)
+    preds = formats.read_predictions(tmp_path / "predictions.csv")
     assert len(preds) <= 10 * len(mini.query_ids) and "descriptors" not in s["outputs"]
     assert s["bytes_per_reference"] > 6 * 256 * 4            # regions + keypoints
     assert s["seconds_per_query"] > 0
@@ -132,7 +134,7 @@ def test_descriptor_track_scoring_is_exact_l2_with_a_global_budget(mini, tmp_pat
     want = np.sort(-d2.ravel())[::-1][:150]
     assert len(got) == 150 and np.allclose(got.score.to_numpy(), want, atol=1e-4)
     assert got.groupby("query_id").size().max() > 10          # a global budget, not k per query
-    with pytest.raises(io.FormatError, match="dimension|descriptors"):
+    with pytest.raises(formats.FormatError, match="dimension|descriptors"):
         search.descriptor_track(q[:, :4], qids, r, rids)
 
 
@@ -140,7 +142,7 @@ def test_run_reports_the_descriptor_track_score_of_its_hdf5(mini, tmp_path):
     rc = cli.main(["run", "--data", str(mini.root), "--method", "trained+norm", "--out", str(tmp_path)])
     assert rc == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
-    q, qids, r, rids = io.read_descriptors(tmp_path / "descriptors.h5")
+    q, qids, r, rids = formats.read_descriptors(tmp_path / "descriptors.h5")
     want = metrics.evaluate(search.descriptor_track(q, qids, r, rids), mini.ground_truth()).uap
     assert m["uAP (descriptor track)"] == pytest.approx(want)
     assert cli.main(["evaluate", str(tmp_path / "descriptors.h5"), str(mini.gt_path)]) == 0

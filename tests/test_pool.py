@@ -87,7 +87,7 @@ def test_group_counts_meet_targets(rows):
 
 
 def test_pool_files_by_kind(rows):
-    from isc_helpers.data import load_pool
+    from isc_helpers.datasets.dataset import load_pool
     pool = load_pool(POOL)
     for kind in TRAIN_KINDS + ("transfer_photos",):
         files = pool.files(kind)

@@ -1,4 +1,4 @@
-"""report.html of a copy search (issue 16): isc_helpers.report, on tiny images made here, and the page
+"""report.html of a copy search (issue 16): isc_helpers.tool.report, on tiny images made here, and the page
 opened in headless Chromium (the browser check of tests/test_browser.py: same browser, same skip)."""
 import os
 import re
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import report
+from isc_helpers.tool import report
 from test_browser import headless_chromium
 
 EVIL = "x<script>alert(1)</script>.png"       # a subfolder "x<script>alert(1)<" holding "script>.png"
@@ -112,7 +112,7 @@ def test_report_renders_in_chromium(tmp_path):
 
 
 def test_cli_writes_report_next_to_pairs(tmp_path, capsys):
-    from isc_helpers import cli
+    from isc_helpers.tool import cli
     folder = tmp_path / "photos"
     folder.mkdir()
     names = _images(folder, 4)
@@ -134,7 +134,7 @@ def test_cli_writes_report_next_to_pairs(tmp_path, capsys):
 
 def _photo_and_crop(root):
     """A pool photo and a copy of it (a crop, shrunk), and an unrelated photo."""
-    from isc_helpers.data import load_pool
+    from isc_helpers.datasets.dataset import load_pool
     photos = sorted(load_pool().files("train_photos"))
     im = Image.open(photos[0]).convert("RGB")
     im.save(root / "photo.jpg")
@@ -144,7 +144,7 @@ def _photo_and_crop(root):
 
 
 def test_match_picture_outlines_the_region_of_a_copy(tmp_path):
-    from isc_helpers import match_picture
+    from isc_helpers.tool import match_picture
     _photo_and_crop(tmp_path)
     copy = match_picture.match_picture(tmp_path / "crop.jpg", tmp_path / "photo.jpg")
     other = match_picture.match_picture(tmp_path / "other.jpg", tmp_path / "photo.jpg")
@@ -168,8 +168,8 @@ def test_report_pictures_only_pairs_decided_copy(tmp_path):
 
 
 def test_cli_labels_calibrate_and_to_label_is_never_replaced(tmp_path, capsys):
-    from isc_helpers import cli
-    from isc_helpers.data import load_pool
+    from isc_helpers.tool import cli
+    from isc_helpers.datasets.dataset import load_pool
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     photos = sorted(load_pool().files("train_photos"))[::40][:5]

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from isc_helpers import scale, search
-from isc_helpers.io import FormatError
+from isc_helpers.core import search
+from isc_helpers.ideas import scale
+from isc_helpers.core.formats import FormatError
 
 
 def test_knn_ip_and_l2_agree_with_numpy():

@@ -9,7 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isc_helpers import checkpoints, descriptors, models, objectives, training
+from isc_helpers.core import checkpoints, descriptors, models, train_config
+from isc_helpers.core.errors import SettingError
+from isc_helpers.core.profile import PROFILES
+from isc_helpers.ideas import objectives, training
 
 
 def test_info_nce_by_hand():
@@ -61,7 +64,7 @@ def test_arcface_margin_makes_it_harder():
 
 
 def test_stage_schedule():
-    cfg = checkpoints.TrainConfig(steps=90, sizes=(64, 96, 128), strengths=(0.3, 0.6, 1.0))
+    cfg = train_config.TrainConfig(steps=90, sizes=(64, 96, 128), strengths=(0.3, 0.6, 1.0))
     assert [cfg.stage(s) for s in (0, 29, 30, 60, 89)] == [(64, 0.3), (64, 0.3), (96, 0.6), (128, 1.0), (128, 1.0)]
     cfg.progressive = False
     assert cfg.stage(0) == (128, 1.0)
@@ -71,7 +74,7 @@ TINY = dict(steps=4, batch_size=6, sizes=(64, 64, 64), n_val=24, val_every=2, ck
 
 
 def test_train_checkpoints_and_resume_exactly(mini, tmp_path):
-    cfg = checkpoints.TrainConfig(objective="contrastive", memory=32, **TINY)
+    cfg = train_config.TrainConfig(objective="contrastive", memory=32, **TINY)
     full = training.train(mini, cfg, tmp_path / "a", device="cpu", progress=False)
     assert full["done"] and [h["step"] for h in full["history"]] == [0, 2, 4]
     # interrupted after 2 steps, then resumed: the same weights as the uninterrupted run
@@ -85,12 +88,12 @@ def test_train_checkpoints_and_resume_exactly(mini, tmp_path):
     assert cfg2.objective == "contrastive" and len(hist) == 3
     # a different configuration refuses to resume from the same folder
     with pytest.raises(ValueError, match="different configuration"):
-        training.train(mini, checkpoints.TrainConfig(objective="sscd", **TINY), tmp_path / "b", device="cpu", progress=False)
+        training.train(mini, train_config.TrainConfig(objective="sscd", **TINY), tmp_path / "b", device="cpu", progress=False)
 
 
 @pytest.mark.parametrize("objective", ["sscd", "barlow_twins", "arcface"])
 def test_each_objective_trains(mini, tmp_path, objective):
-    cfg = checkpoints.TrainConfig(objective=objective, **dict(TINY, steps=2, val_every=2))
+    cfg = train_config.TrainConfig(objective=objective, **dict(TINY, steps=2, val_every=2))
     out = training.train(mini, cfg, tmp_path, device="cpu", progress=False)
     assert np.isfinite(out["history"][-1]["loss"])
 
@@ -99,7 +102,7 @@ def test_torchrun_two_processes(mini, tmp_path):
     """The training command under torchrun: DDP with gloo, 2 CPU processes."""
     env = dict(os.environ, ISC_PROFILE="test", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "isc_helpers.cli", "train", "--out", str(tmp_path / "ddp"), "--steps", "2",
+           "-m", "isc_helpers.tool.cli", "train", "--out", str(tmp_path / "ddp"), "--steps", "2",
            "--batch-size", "4", "--sizes", "64,64,64", "--dim", "32", "--workers", "0", "--objective", "sscd"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -109,8 +112,8 @@ def test_torchrun_two_processes(mini, tmp_path):
 
 
 def test_default_config_follows_the_profile():
-    assert checkpoints.default_config("test").steps == checkpoints.PROFILE_TRAINING["test"]["steps"]
-    c = checkpoints.default_config("course", steps=7)
+    assert train_config.default_config("test").steps == PROFILES["test"].training["steps"]
+    c = train_config.default_config("course", steps=7)
     assert c.steps == 7 and c.objective == "arcface" and c.memory == 0 and c.dim <= 256
 
 
@@ -119,20 +122,20 @@ def test_photo_training_split_excludes_filler(mini):
     src = pd.read_csv(mini.root / "sources.csv").set_index("image_id").pool_file
     photos = mini.photo_train_ids()
     assert photos and all(src[i].startswith("photos/") for i in photos)
-    cfg = checkpoints.TrainConfig(**TINY)
+    cfg = train_config.TrainConfig(**TINY)
     tr, va = training.split_training(mini, cfg)
     assert set(tr) | set(va) == set(photos) and not set(tr) & set(va)
-    tr_all, va_all = training.split_training(mini, checkpoints.TrainConfig(**dict(TINY, train_on="all")))
+    tr_all, va_all = training.split_training(mini, train_config.TrainConfig(**dict(TINY, train_on="all")))
     assert len(tr_all) + len(va_all) == len(mini.train_ids)
 
 
 def test_example_views_are_pairs(mini):
-    pairs = training.example_views(mini, checkpoints.TrainConfig(**TINY), step=0, n=2)
+    pairs = training.example_views(mini, train_config.TrainConfig(**TINY), step=0, n=2)
     assert len(pairs) == 2 and all(len(p) == 2 for p in pairs)
 
 
 def test_export_half_precision_roundtrip(mini, tmp_path):
-    cfg = checkpoints.TrainConfig(**dict(TINY, steps=1))
+    cfg = train_config.TrainConfig(**dict(TINY, steps=1))
     training.train(mini, cfg, tmp_path / "r", device="cpu", progress=False)
     dst = checkpoints.export_descriptor(tmp_path / "r" / "model.pt", tmp_path / "small.pt", command="x", seed=0)
     net, cfg2, _ = checkpoints.load_descriptor(dst)
@@ -149,8 +152,8 @@ def test_compatibility_training_pulls_onto_the_old_model(mini, tmp_path):
     old = str(descriptors.shipped_checkpoint())
     base = dict(steps=8, batch_size=4, sizes=(96,), progressive=False, dim=256, val_every=8, ckpt_every=8, lr=3e-3, head_lr=3e-2,
                 n_val=6, workers=0, objective="contrastive", init_from=old)
-    training.train(mini, checkpoints.default_config("test", **base), tmp_path / "plain", progress=False)
-    training.train(mini, checkpoints.default_config("test", **base, compat_with=old, compat_weight=50.0),
+    training.train(mini, train_config.default_config("test", **base), tmp_path / "plain", progress=False)
+    training.train(mini, train_config.default_config("test", **base, compat_with=old, compat_weight=50.0),
               tmp_path / "compat", progress=False)
     net_old = checkpoints.load_descriptor(old)[0]
     images = [mini.load(i) for i in mini.query_ids[:8]]
@@ -160,25 +163,28 @@ def test_compatibility_training_pulls_onto_the_old_model(mini, tmp_path):
         cos = {n: float((checkpoints.load_descriptor(tmp_path / n / "model.pt")[0](x) * t).sum(1).mean()) for n in ("plain", "compat")}
     assert cos["compat"] > cos["plain"], cos
     with pytest.raises(ValueError, match="dimensions"):
-        training.train(mini, checkpoints.default_config("test", **{**base, "dim": 64, "init_from": ""}, compat_with=old),
+        training.train(mini, train_config.default_config("test", **{**base, "dim": 64, "init_from": ""}, compat_with=old),
                   tmp_path / "bad", progress=False)
 
 
 def test_resume_accepts_checkpoints_written_before_new_settings(mini, tmp_path):
-    """A checkpoint whose config lacks a field added later (at its default) still resumes;
-    a real difference is still refused."""
-    cfg = checkpoints.default_config("test", steps=2, batch_size=4, sizes=(96,), val_every=2, ckpt_every=1, n_val=6, workers=0)
+    """A checkpoint whose config lacks a field added later, or holds a removed one at its default,
+    still resumes; a real difference is still refused."""
+    cfg = train_config.default_config("test", steps=2, batch_size=4, sizes=(96,), val_every=2, ckpt_every=1, n_val=6, workers=0)
     training.train(mini, cfg, tmp_path, progress=False, stop_after=1)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     old = json.loads(state["config"])
     for field in ("compat_with", "compat_weight", "init_from"):
         old.pop(field)
+    old.update(mix="", multires=[])              # settings of experiments since removed, at their defaults
     state["config"] = json.dumps(old)
     torch.save(state, tmp_path / "last.pt")
     out = training.train(mini, cfg, tmp_path, progress=False)
     assert out["done"] and out["step"] == 2
+    with pytest.raises(SettingError, match="no longer has"):          # one that used a removed experiment
+        train_config.TrainConfig.from_json(json.dumps({**old, "mix": "cutmix"}))
     with pytest.raises(ValueError, match="different configuration"):
-        training.train(mini, checkpoints.default_config("test", steps=3, batch_size=4, sizes=(96,), n_val=6, workers=0),
+        training.train(mini, train_config.default_config("test", steps=3, batch_size=4, sizes=(96,), n_val=6, workers=0),
                   tmp_path, progress=False)
 
 
@@ -201,7 +207,7 @@ def test_info_nce_memory_adds_negatives_but_never_the_view_itself():
 
 
 def test_frozen_blocks_keep_their_imagenet_weights(mini, tmp_path):
-    cfg = checkpoints.TrainConfig(**dict(TINY, steps=2, val_every=2, freeze_blocks=2))
+    cfg = train_config.TrainConfig(**dict(TINY, steps=2, val_every=2, freeze_blocks=2))
     training.train(mini, cfg, tmp_path, device="cpu", progress=False)
     trained = checkpoints.load_descriptor(tmp_path / "model.pt")[0].backbone
     start = models.efficientnet_lite0(pretrained=True)
@@ -210,29 +216,29 @@ def test_frozen_blocks_keep_their_imagenet_weights(mini, tmp_path):
     assert same(trained.bn1, start.bn1)                                   # BatchNorm statistics too
     assert not same(trained.blocks[2:], start.blocks[2:])                 # the rest learns
     with pytest.raises(ValueError, match="stages"):
-        training.frozen_modules(checkpoints.build_model(checkpoints.TrainConfig(pretrained=False)), 99)
+        training.frozen_modules(checkpoints.build_model(train_config.TrainConfig(pretrained=False)), 99)
 
 
 def test_validation_by_the_held_out_editor(mini, tmp_path):
-    cfg = checkpoints.TrainConfig(**dict(TINY, steps=2, val_every=2, val_edits="both"))
+    cfg = train_config.TrainConfig(**dict(TINY, steps=2, val_every=2, val_edits="both"))
     entry = training.train(mini, cfg, tmp_path, device="cpu", progress=False)["history"][-1]
     assert entry["val_uap"] == entry["val_uap_transfer"] and "val_uap_augly" in entry
     _, val_ids = training.split_training(mini, cfg)
     a, t = (training.make_validation(mini, val_ids, 0, 128, e) for e in ("augly", "transfer"))
     assert len(a[1]) == len(t[1]) and a[2].equals(t[2])                  # same task, other editor
     assert any(np.asarray(x).shape != np.asarray(y).shape or not np.array_equal(x, y) for x, y in zip(a[1], t[1]))
-    with pytest.raises(ValueError, match="val_edits"):
-        training.val_editors(checkpoints.TrainConfig(val_edits="gimp"))
+    with pytest.raises(SettingError, match="val_edits"):
+        train_config.TrainConfig(val_edits="gimp").check()
 
 
 def test_a_run_never_resumes_from_other_starting_weights(tmp_path):
     """A run folder started from one checkpoint refuses to resume after that checkpoint changed."""
-    from isc_helpers import checkpoints
-    cfg = checkpoints.TrainConfig(pretrained=False, steps=1)
+    from isc_helpers.core import checkpoints
+    cfg = train_config.TrainConfig(pretrained=False, steps=1)
     net = checkpoints.build_model(cfg)
     start = tmp_path / "start.pt"
     checkpoints.save_checkpoint(start, net, None, None, 0, cfg, [])
-    run_cfg = checkpoints.TrainConfig(pretrained=False, steps=1, init_from=str(start))
+    run_cfg = train_config.TrainConfig(pretrained=False, steps=1, init_from=str(start))
     checkpoints.save_checkpoint(tmp_path / "last.pt", net, None, None, 1, run_cfg, [])
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert json.loads(state["input_weights"]) == checkpoints.input_weights(run_cfg) != {}
@@ -243,158 +249,22 @@ def test_a_run_never_resumes_from_other_starting_weights(tmp_path):
     with pytest.raises(ValueError, match="other weights"):
         training._resume(tmp_path / "last.pt", run_cfg, net, None, None)
 
-
-def test_cutmix_pastes_a_partner_and_weights_the_labels_by_area():
-    cfg = checkpoints.TrainConfig(mix="cutmix", mix_prob=0.5, seed=3)
-    x = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 32, 32).contiguous()   # image j = value j
-    out, partner, own = training.mix_views(x, cfg, step=5)
-    again = training.mix_views(x, cfg, step=5)
-    assert all(torch.equal(a, b) for a, b in zip((out, partner, own), again))          # seeded
-    mixed = own < 1
-    assert 0 < mixed.sum() < 8                                                          # about half the views
-    assert torch.equal(out[~mixed], x[~mixed]) and torch.equal(partner[~mixed], torch.arange(8)[~mixed])
-    for j in torch.nonzero(mixed).flatten().tolist():
-        k = partner[j].item()
-        assert k != j
-        pasted = ((out[j, 0] - k).abs() < 1e-4).float().mean().item()                  # the partner's pixels
-        assert pasted == pytest.approx(1 - own[j].item(), abs=1e-6)
-        assert 0.05 <= pasted <= 0.55
-        assert (((out[j, 0] - j).abs() < 1e-4) | ((out[j, 0] - k).abs() < 1e-4)).all()   # nothing else
-    assert not training.mix_views(x, checkpoints.TrainConfig(), step=5)[2].lt(1).any()  # off by default
+@pytest.mark.parametrize("setting, value, message", [
+    ("steps", 0, "between 1"), ("steps", -5, "between 1"), ("dim", 0, "between 1"), ("dim", 512, "and 256"),
+    ("val_every", 0, "between 1"), ("batch_size", 1, "between 2"), ("lr", float("nan"), "finite"),
+    ("lr", -0.1, "between"), ("memory", -1, "between 0"), ("n_val", -1, "between 4"),
+    ("objective", "triplet", "one of arcface"), ("sizes", (), "one or more numbers"), ("sizes", (8,), "between 32"),
+    ("backbone", "nosuchnet", "not a timm model"), ("steps", 2.5, "takes int"), ("pretrained", "yes", "takes bool"),
+    ("init_from", "/nonexistent/model.pt", "no checkpoint")])
+def test_every_setting_is_checked_before_any_work(setting, value, message):
+    cfg = train_config.TrainConfig(**{setting: value})
+    with pytest.raises(SettingError, match=message) as err:
+        cfg.check()
+    assert setting in str(err.value)
 
 
-def test_mixup_blends_and_the_arcface_loss_follows_both_labels():
-    cfg = checkpoints.TrainConfig(mix="mixup", mix_prob=1.0, dim=8)
-    x = torch.randn(6, 3, 16, 16)
-    out, partner, own = training.mix_views(x, cfg, step=0)
-    assert ((own >= 0.5) & (own <= 0.8)).all()
-    j, k = 0, partner[0].item()
-    assert torch.allclose(out[j], own[j] * x[j] + (1 - own[j]) * x[k], atol=1e-6)
-    objective = objectives.Objective(cfg, n_classes=10)
-    torch.manual_seed(0)
-    z1, z2 = F.normalize(torch.randn(6, 8), dim=1), F.normalize(torch.randn(6, 8), dim=1)
-    labels = torch.tensor([4, 9, 0, 7, 2, 5])            # class ids, not batch positions
-    unmixed = objective(z1, z2, labels)
-    assert objective(z1, z2, labels, (torch.arange(6), torch.ones(6))).item() == pytest.approx(unmixed.item())
-    head, partner = objective.arcface, torch.tensor([1, 2, 3, 4, 5, 0])
-    others = torch.tensor([9, 0, 7, 2, 5, 4])             # the partners' classes, by hand
-    expected = 0.5 * (head(z1, labels) + (0.25 * head(z2, labels, "none") + 0.75 * head(z2, others, "none")).mean())
-    got = objective(z1, z2, labels, (partner, torch.full((6,), 0.25)))
-    assert got.item() == pytest.approx(expected.item(), abs=1e-6)
-
-
-def test_mixing_needs_arcface_and_trains(mini, tmp_path):
-    with pytest.raises(ValueError, match="arcface"):
-        training.train(mini, checkpoints.TrainConfig(objective="sscd", mix="cutmix", **TINY), tmp_path / "a",
-                       device="cpu", progress=False)
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        training.check_mix(checkpoints.TrainConfig(mix="cutmix", mix_prob=1.5))
-    with pytest.raises(ValueError, match="mix must be one of"):
-        training.check_mix(checkpoints.TrainConfig(mix="blend"))
-    cfg = checkpoints.TrainConfig(objective="arcface", mix="cutmix", mix_prob=1.0, **dict(TINY, steps=2, val_every=2))
-    out = training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False)
-    assert np.isfinite(out["history"][-1]["loss"])
-
-
-def test_imprint_starts_each_class_at_its_image_and_resumes_exactly(mini, tmp_path):
-    cfg = checkpoints.TrainConfig(objective="arcface", arcface_init="imprint", **dict(TINY, steps=4))
-    train_ids, _ = training.split_training(mini, cfg)
-    images = training._load_small(mini, train_ids[:5], cfg.image_side)
-    net, _, objective = training._networks(cfg, len(images), "cpu")
-    training.imprint_classes(net, objective, images, 64, "cpu")
-    z = models.embed_images(net, images, 64, device="cpu")
-    assert np.allclose(objective.arcface.weight.detach().numpy(), z, atol=1e-6)
-    cos = F.normalize(torch.from_numpy(z)) @ F.normalize(objective.arcface.weight.detach()).T
-    assert torch.equal(cos.argmax(1), torch.arange(5))              # every image nearest its own class
-    # a resumed run keeps its trained class centres (no second imprint): the same weights as one run
-    training.train(mini, cfg, tmp_path / "a", device="cpu", progress=False)
-    training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False, stop_after=2)
-    training.train(mini, cfg, tmp_path / "b", device="cpu", progress=False)
-    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True)["model"] for d in "ab")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ValueError, match="arcface_init"):
-        training.check_config(checkpoints.TrainConfig(objective="sscd", arcface_init="imprint"))
-    with pytest.raises(ValueError, match="arcface_init"):
-        training.check_config(checkpoints.TrainConfig(arcface_init="zeros"))
-
-
-def test_harder_training_edits_favour_the_weak_families_and_leave_the_default_alone():
-    from isc_helpers import augment
-    rng_a, rng_b = np.random.RandomState(0), np.random.RandomState(0)
-    plain = [augment.sample_recipe(rng_a) for _ in range(3000)]
-    hard = [augment.sample_recipe(rng_b, **training.TRAIN_EDITS["augly-hard"]) for _ in range(3000)]
-    share = lambda recipes: np.mean([any(f in training.WEAK_FAMILIES for f, _ in r) for r in recipes])
-    assert share(hard) > share(plain) + 0.15                    # 3x their weight: clearly more often
-    assert max(map(len, plain)) == 3 and max(map(len, hard)) == 4
-    assert all(0.2 * 0.99 <= s <= 1.0 for r in hard for _, s in r)     # as strong as ever, not beyond
-    # a boost of 1 changes nothing: the default ("augly") draws exactly lesson 01's recipes
-    assert training.TRAIN_EDITS["augly"] == dict(max_edits=3, boost=None)
-    ones = {f: 1.0 for f in training.WEAK_FAMILIES}
-    assert [augment.sample_recipe(np.random.RandomState(s)) for s in range(50)] == \
-        [augment.sample_recipe(np.random.RandomState(s), boost=ones) for s in range(50)]
-    with pytest.raises(ValueError, match="edits must be one of"):
-        training.check_config(checkpoints.TrainConfig(edits="transfer"))
-
-
-def test_interpolated_backbone_runs_from_the_imagenet_start_to_the_trained_net():
-    cfg = checkpoints.default_config("test", pretrained=False, seed=3)
-    torch.manual_seed(3)
-    net = checkpoints.build_model(cfg).eval()            # random weights: far from ImageNet's
-    net.backbone.bn1.num_batches_tracked.fill_(7)
-    start = models.efficientnet_lite0(pretrained=True)
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    start_before = {k: v.clone() for k, v in start.state_dict().items()}
-    x = torch.randn(2, 3, 96, 96)
-    with torch.no_grad():
-        assert torch.allclose(training.interpolate_backbone(net, 1.0, start)(x), net(x), atol=1e-6)
-        half = training.interpolate_backbone(net, 0.5, start)
-        zero = training.interpolate_backbone(net, 0.0, checkpoints.build_model(checkpoints.default_config("test")))
-    for key in ("conv_stem.weight", "bn1.running_var", "blocks.3.0.bn2.running_mean"):
-        mid = (start.state_dict()[key] + before["backbone." + key]) / 2
-        assert torch.allclose(half.backbone.state_dict()[key], mid, atol=1e-6), key
-        assert torch.equal(zero.backbone.state_dict()[key], start.state_dict()[key]), key  # a whole net as start
-    counter = half.backbone.bn1.num_batches_tracked
-    assert counter.dtype == torch.long and int(counter) == 7          # integer buffers stay the trained ones
-    assert torch.equal(zero.proj.weight, net.proj.weight)             # the projection stays the trained one
-    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())          # inputs untouched
-    assert all(torch.equal(v, start_before[k]) for k, v in start.state_dict().items())
-    for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="alpha must be between 0"):
-            training.interpolate_backbone(net, bad, start)
-    other = checkpoints.build_model(checkpoints.default_config("test", backbone="resnet18", pretrained=False))
-    with pytest.raises(ValueError, match="pass start="):
-        training.interpolate_backbone(net, 0.5, other)
-
-
-def test_refreshed_batchnorm_statistics_are_the_images_own(mini):
-    net = checkpoints.build_model(checkpoints.default_config("test")).eval()
-    images = training._load_small(mini, mini.train_ids[:8], 128)
-    x = models.preprocess(images, 96)
-    first = net.backbone.bn1
-    with torch.no_grad():
-        stem = net.backbone.conv_stem(x)                             # what bn1 sees
-    training.refresh_batchnorm(net, images, 96, batch_size=8)
-    assert torch.allclose(first.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4)
-    assert not net.training and first.momentum == 0.1
-    with pytest.raises(ValueError, match="needs some images"):
-        training.refresh_batchnorm(net, [], 96)
-
-
-def test_multires_draws_each_steps_size_from_the_list_and_trains(mini, tmp_path):
-    cfg = checkpoints.default_config("test", multires=(64, 96, 128), steps=4, val_every=2, ckpt_every=2, seed=5)
-    sizes = [cfg.train_size(s) for s in range(300)]
-    assert set(sizes) == {64, 96, 128} and min(sizes.count(v) for v in (64, 96, 128)) > 60
-    assert sizes == [cfg.train_size(s) for s in range(300)]              # (seed, step) decide it
-    assert checkpoints.default_config("test").train_size(3) == checkpoints.default_config("test").stage(3)[0]
-    batch = training._Batches(training._load_small(mini, mini.train_ids[:20], 256), cfg,
-                              training.minidisc.edit_assets("training"), start=0)
-    assert [batch[s][0].shape[-1] for s in range(4)] == [cfg.train_size(s) for s in range(4)]
-    assert sizes != [checkpoints.default_config("test", multires=(64, 96, 128), seed=6).train_size(s)
-                     for s in range(300)]
-    first = training.train(mini, cfg, tmp_path / "run", progress=False, stop_after=2)
-    out = training.train(mini, cfg, tmp_path / "run", progress=False)       # resumes the multires run
-    assert not first["done"] and out["done"] and out["step"] == 4
-    assert checkpoints.load_descriptor(tmp_path / "run" / "model.pt")[1].multires == (64, 96, 128)
-    for bad in ((8,), (96.0,), (True,), 96, None):
-        with pytest.raises(ValueError, match="multires holds input sizes"):
-            training.check_config(checkpoints.default_config("test", multires=bad))
+def test_the_recipe_of_every_profile_passes_its_own_check():
+    for name in PROFILES:
+        train_config.default_config(name).check()
+    with pytest.raises(SettingError, match="no training setting named mix"):
+        train_config.default_config("test", mix="cutmix")

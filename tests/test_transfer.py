@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from isc_helpers import data, minidisc, transfer, transfer_edits
-from isc_helpers.profile import get_profile
+from isc_helpers.datasets import dataset, minidisc, transfer, transfer_edits
+from isc_helpers.core.profile import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_layout_ground_truth_and_edits(tset):
 
 
 def test_photo_groups_never_straddle_splits(tset):
-    pool = data.load_pool()
+    pool = dataset.load_pool()
     group = dict(zip(pool.manifest.file, pool.manifest["group"]))
     src, gt = _sources(tset), tset.ground_truth()
     photo = lambda ids: {group[src[i]] for i in ids if src[i].startswith("transfer_photos/")}
@@ -63,13 +63,13 @@ def test_deterministic_and_cached(tmp_path, monkeypatch, tset):
 
 
 def test_no_transfer_set_for_real_disc21():
-    with pytest.raises(data.DatasetError, match="No transfer set"):
+    with pytest.raises(dataset.DatasetError, match="No transfer set"):
         transfer.size_for(get_profile("full"))
 
 
 def test_minidisc_does_not_depend_on_the_new_pool_kinds():
     # adding training or transfer photos to the pool must not rebuild (or change) mini-DISC
-    pool = data.load_pool()
-    only_minidisc = data.Pool(pool.root, pool.manifest[pool.manifest.kind.isin(minidisc.POOL_KINDS)])
+    pool = dataset.load_pool()
+    only_minidisc = dataset.Pool(pool.root, pool.manifest[pool.manifest.kind.isin(minidisc.POOL_KINDS)])
     assert len(only_minidisc.manifest) < len(pool.manifest)
     assert minidisc.minidisc_dir(get_profile("test"), pool) == minidisc.minidisc_dir(get_profile("test"), only_minidisc)

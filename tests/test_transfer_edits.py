@@ -1,4 +1,4 @@
-"""The second edit generator (isc_helpers.transfer_edits): PIL, numpy and OpenCV only, never AugLy."""
+"""The second edit generator (isc_helpers.datasets.transfer_edits): PIL, numpy and OpenCV only, never AugLy."""
 import ast
 import json
 import subprocess
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isc_helpers import augment
-from isc_helpers import transfer_edits as te
+from isc_helpers.datasets import augment
+from isc_helpers.datasets import transfer_edits as te
 
 FAMILIES = sorted(te.FAMILIES)
 MOVING = sorted(n for n, f in te.FAMILIES.items() if f.group in ("geometry", "context"))
@@ -200,8 +200,8 @@ _NO_AUGLY = """
 import sys
 import numpy as np
 from PIL import Image
-import isc_helpers.transfer_edits as t
-from isc_helpers.augment import EditAssets
+import isc_helpers.datasets.transfer_edits as t
+from isc_helpers.datasets.augment import EditAssets
 d = sys.argv[1]
 rs = np.random.RandomState(0)
 paths = []

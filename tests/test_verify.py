@@ -3,12 +3,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from isc_helpers import data, descriptors, images, keypoints, pair_verifier, verify, viz
+from isc_helpers.core import descriptors, images
+from isc_helpers.datasets import dataset
+from isc_helpers.ideas import keypoints, pair_verifier, verify, viz
 
 
 @pytest.fixture(scope="module")
 def photos():
-    pool = data.load_pool()
+    pool = dataset.load_pool()
     a = images.load_image(pool.files("photos")[0]).convert("RGB").resize((480, 360))
     b = images.load_image(pool.files("photos")[1]).convert("RGB").resize((480, 360))
     return a, b

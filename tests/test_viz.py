@@ -3,7 +3,8 @@ import pandas as pd
 
 matplotlib.use("Agg")
 
-from isc_helpers import minidisc, viz  # noqa: E402
+from isc_helpers.datasets import minidisc
+from isc_helpers.ideas import viz# noqa: E402
 
 
 def test_headless_detection(monkeypatch):

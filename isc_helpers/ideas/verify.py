@@ -1,0 +1,186 @@
+"""Geometric verification of candidate pairs with local features (lesson 05).
+
+Match keypoints with the ratio test, fit a homography with RANSAC or MAGSAC
+(``cv2.USAC_MAGSAC``), count the inliers, turn the count into a probability of "copy" (a
+logistic model), and fuse it with the global score to re-rank each query's candidates
+(:class:`Fusion`). The models are fitted on a task built from *training* images, never on the
+evaluation queries.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .keypoints import FeatureStore, LocalFeatures
+from ..core.search import top_k
+from ..core.errors import SettingError
+
+METHODS = {"ransac": "RANSAC", "magsac": "USAC_MAGSAC"}
+
+
+@dataclass
+class PairResult:
+    """Outcome of verifying one pair: ratio-test matches, homography inliers."""
+    n_matches: int
+    n_inliers: int
+    H: np.ndarray | None = None
+    src: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32), repr=False)
+    dst: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32), repr=False)
+    inliers: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
+
+
+def match(a: LocalFeatures, b: LocalFeatures, ratio: float = 0.8, root: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test: keep a's keypoint when its nearest neighbour in b is closer than
+    ``ratio`` x the second nearest. Returns matched positions (src in a, dst in b)."""
+    import cv2
+    if len(a) < 2 or len(b) < 2:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.float(root), b.float(root), k=2)
+    keep = [(m.queryIdx, m.trainIdx) for m, n in (p for p in pairs if len(p) == 2) if m.distance < ratio * n.distance]
+    if not keep:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    qi, ti = np.array(keep).T
+    return a.xy[qi], b.xy[ti]
+
+
+def geometric(src: np.ndarray, dst: np.ndarray, method: str = "magsac", threshold: float = 5.0,
+              max_iters: int = 2000, confidence: float = 0.999, seed: int = 0):
+    """Fit a homography src -> dst; returns (H or None, boolean inlier mask). Seeded."""
+    import cv2
+    if method not in METHODS:
+        raise SettingError(f"method must be one of {sorted(METHODS)}")
+    if len(src) < 4:
+        return None, np.zeros(len(src), bool)
+    cv2.setRNGSeed(seed)
+    H, mask = cv2.findHomography(src, dst, getattr(cv2, METHODS[method]), threshold,
+                                 maxIters=max_iters, confidence=confidence)
+    if H is None or mask is None:
+        return None, np.zeros(len(src), bool)
+    return H, mask.ravel().astype(bool)
+
+
+def verify_pair(a: LocalFeatures, b: LocalFeatures, ratio: float = 0.8, method: str = "magsac",
+                threshold: float = 5.0, root: bool = True) -> PairResult:
+    """Ratio-test matching, then a homography: how many matches agree on one geometry."""
+    src, dst = match(a, b, ratio, root)
+    H, inl = geometric(src, dst, method, threshold)
+    return PairResult(len(src), int(inl.sum()), H, src, dst, inl)
+
+
+def verify_candidates(preds: pd.DataFrame, queries: FeatureStore, references: FeatureStore, k: int = 10,
+                      progress: bool = False, **kwargs) -> pd.DataFrame:
+    """Verify each query's ``k`` best candidates (by ``score``); adds their ``rank`` within the
+    query (0 = best), n_matches, n_inliers and seconds per pair. Only verified candidates remain."""
+    from tqdm.auto import tqdm
+    top = top_k(preds, k)
+    n_m, n_i, secs = [], [], []
+    for q, r in tqdm(zip(top.query_id, top.reference_id), total=len(top), desc="verify", disable=not progress):
+        t0 = time.perf_counter()
+        res = verify_pair(queries[q], references[r], **kwargs)
+        secs.append(time.perf_counter() - t0)
+        n_m.append(res.n_matches)
+        n_i.append(res.n_inliers)
+    return top.assign(n_matches=np.array(n_m, int), n_inliers=np.array(n_i, int), seconds=np.array(secs))
+
+
+# ------------------------------------------------------------------ probabilities and fusion
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
+    """Logistic regression by Newton's method (weights, last one the bias). Small and exact."""
+    X = np.column_stack([np.asarray(X, float), np.ones(len(X))])
+    y = np.asarray(y, float)
+    if len(np.unique(y)) < 2:
+        raise SettingError("Fitting a fusion needs both copies and non-copies among the training pairs.")
+    w = np.zeros(X.shape[1])
+    reg = l2 * np.eye(X.shape[1])
+    reg[-1, -1] = 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-X @ w))
+        grad = X.T @ (p - y) + reg @ w
+        hess = X.T @ (X * (p * (1 - p))[:, None]) + reg
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def _predict(w, X) -> np.ndarray:
+    X = np.column_stack([np.asarray(X, float), np.ones(len(X))])
+    return 1 / (1 + np.exp(-X @ w))
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+FEATURES = {"global": lambda d: d[["score"]].to_numpy(float),
+            "local": lambda d: np.log1p(d[["n_inliers"]].to_numpy(float)),
+            "both": lambda d: np.column_stack([d.score.to_numpy(float), np.log1p(d.n_inliers.to_numpy(float))]),
+            "pair": lambda d: np.column_stack([d.score.to_numpy(float), _logit(d.p_pair)])}
+NEEDS = {"global": ["score"], "local": ["n_inliers"], "both": ["score", "n_inliers"], "pair": ["score", "p_pair"]}
+
+
+def label(df: pd.DataFrame, gt: pd.DataFrame) -> np.ndarray:
+    """1 where (query, reference) is a ground-truth copy pair, else 0."""
+    pos = set(zip(gt.query_id, gt.reference_id))
+    return np.array([(q, r) in pos for q, r in zip(df.query_id, df.reference_id)], int)
+
+
+@dataclass
+class Fusion:
+    """Logistic models fitted on verified candidates of a training-image task, each turning evidence
+    into a probability of "copy": p(copy | global score), p(copy | inliers), p(copy | both)."""
+    weights: dict
+
+    @classmethod
+    def fit(cls, verified: pd.DataFrame, gt: pd.DataFrame) -> "Fusion":
+        """Fit every model whose columns the table has (n_inliers from SIFT, p_pair from
+        a :class:`PairVerifier`)."""
+        y = label(verified, gt)
+        return cls({name: fit_logistic(f(verified), y) for name, f in FEATURES.items()
+                    if all(c in verified.columns for c in NEEDS[name])})
+
+    def probability(self, verified: pd.DataFrame, which: str) -> np.ndarray:
+        return _predict(self.weights[which], FEATURES[which](verified))
+
+    def apply(self, verified: pd.DataFrame, how: str) -> pd.DataFrame:
+        """New predictions: ``global`` (p(copy | global score)), ``local`` (p(copy | inliers)),
+        ``sum`` or ``max`` of the two, ``logistic`` (both features in one fit), or ``pair``
+        (global score and a pair verifier's log-odds in one fit)."""
+        if how not in FUSIONS:
+            raise SettingError(f"how must be one of {', '.join(FUSIONS)}")
+        return verified[["query_id", "reference_id"]].assign(score=_fused(self, verified, how))
+
+
+FUSIONS = ("global", "local", "sum", "max", "logistic", "pair")
+
+
+def _fused(fusion: Fusion, verified: pd.DataFrame, how: str) -> np.ndarray:
+    """The fused score of each verified pair (see :meth:`Fusion.apply`)."""
+    if how in ("logistic", "pair"):
+        return fusion.probability(verified, "both" if how == "logistic" else "pair")
+    g = fusion.probability(verified, "global")
+    if how == "global":
+        return g
+    l = fusion.probability(verified, "local")
+    return {"local": l + 1e-6 * g, "sum": g + l, "max": np.maximum(g, l)}[how]
+
+
+def pair_scores(pairs: pd.DataFrame, q: np.ndarray, query_ids, r: np.ndarray, reference_ids) -> pd.DataFrame:
+    """Global inner-product scores for arbitrary (query_id, reference_id) pairs, e.g. candidates
+    found by keypoint votes rather than by the global search."""
+    qi = {k: i for i, k in enumerate(query_ids)}
+    ri = {k: i for i, k in enumerate(reference_ids)}
+    a = q[[qi[x] for x in pairs.query_id]]
+    b = r[[ri[x] for x in pairs.reference_id]]
+    return pairs.assign(score=(a * b).sum(1).astype(np.float64))
+
+
+def union(*candidate_sets: pd.DataFrame) -> pd.DataFrame:
+    """Union of candidate tables (query_id, reference_id), each pair once."""
+    both = pd.concat([c[["query_id", "reference_id"]] for c in candidate_sets], ignore_index=True)
+    return both.drop_duplicates().reset_index(drop=True)

@@ -1,0 +1,288 @@
+"""Find copies in your own photos: any folder, ordinary file names, subfolders (lesson 09).
+
+* :func:`find_images` lists the images of a folder recursively; an image's id is its path
+  relative to the folder (POSIX, e.g. ``holiday/beach.png``). Every image is checked first:
+  all bad files are listed in one error, or left out with ``skip_bad=True``.
+* :func:`find_copies` runs a method of :data:`~isc_helpers.tool.pipeline.PIPELINES` on copies of A in
+  B (``queries`` and ``references``) or on one folder against itself (each pair once, an image
+  never matched with itself), on the files under their own ids (:func:`as_dataset`), in memory.
+* Scores become decisions through a calibration (:mod:`isc_helpers.tool.calibration`): each pair gets
+  an estimated ``probability`` of being a copy, and :func:`decide` cuts at the threshold that
+  gives a target precision (default 0.9) on edited copies of training images, or at a raw
+  threshold given; :func:`groups` joins accepted pairs into copy groups (connected components).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..core import formats, search
+from ..core.errors import CourseError, SettingError
+from ..core.images import check_image, load_image, unreadable_images_error
+from ..datasets import minidisc
+from ..datasets.dataset import Dataset
+from . import calibration, outputs, pipeline
+
+PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+class CollectionError(CourseError, ValueError):
+    """A folder cannot be searched as asked (missing, empty, no images); the message says why."""
+
+
+@dataclass
+class Collection:
+    """The images of one folder: ids (paths relative to ``root``, sorted) and their files;
+    ``skipped``: {id: why} of unreadable images left out."""
+    root: Path
+    ids: list[str]
+    paths: list[Path]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def path(self, image_id: str) -> Path:
+        return self.root / image_id
+
+    def load(self, image_id: str) -> Image.Image:
+        """The image upright (EXIF orientation applied), as RGB."""
+        return load_image(self.path(image_id))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files below ``folder`` (hidden files and folders skipped), sorted by relative path."""
+    found = []
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(here) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in PHOTO_EXTS]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def find_images(folder, skip_bad: bool = False) -> Collection:
+    """Every image below ``folder`` (jpg, jpeg, png, webp, bmp, tif, tiff in any case; hidden files
+    and folders skipped), each checked: all unreadable ones are listed in one
+    :class:`~isc_helpers.core.images.ImageError`, or with ``skip_bad`` left out (``Collection.skipped``)."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise CollectionError(f"{root}: no such folder." if not root.exists() else f"{root} is a file, not a folder.")
+    files = _image_files(root)
+    if not files:
+        what = "is empty" if not any(root.iterdir()) else "holds no images"
+        raise CollectionError(f"{root} {what}: looked for {', '.join(e[1:] for e in PHOTO_EXTS)} files in it "
+                              "and its subfolders (hidden ones skipped).")
+    return _checked(root, files, skip_bad)
+
+
+def image_files(files, skip_bad: bool = False) -> Collection:
+    """Given image files (not a folder), checked like :func:`find_images`; ids are their paths
+    relative to the files' common folder."""
+    paths = sorted({Path(p).expanduser().resolve() for p in files})
+    if not paths:
+        raise CollectionError("No images given: give a folder or at least one image file.")
+    return _checked(Path(os.path.commonpath([p.parent for p in paths])), paths, skip_bad)
+
+
+def _checked(root: Path, files: list[Path], skip_bad: bool) -> Collection:
+    """The files below ``root`` as a collection, each checked: all unreadable ones are listed in one
+    :class:`~isc_helpers.core.images.ImageError`, or with ``skip_bad`` left out (``Collection.skipped``)."""
+    ids = [p.relative_to(root).as_posix() for p in files]
+    bad = {i: why for i, p in zip(ids, files) if (why := check_image(p))}
+    if bad and not skip_bad:
+        raise unreadable_images_error(bad, str(root), "Fix or remove them, or pass --skip-bad-images to leave "
+                                      "them out.")
+    if len(bad) == len(ids):
+        raise CollectionError(f"{root}: none of its {len(ids)} image file(s) can be read.")
+    keep = [n for n, i in enumerate(ids) if i not in bad]
+    return Collection(root, [ids[n] for n in keep], [files[n] for n in keep], bad)
+
+
+def as_dataset(queries: Collection, references: Collection, train_from: Dataset | None = None) -> Dataset:
+    """The dataset the pipeline searches: the files under their own ids (nothing copied). It is
+    rooted at the references' folder, so that what is cached per image set of the references
+    (descriptors, SIFT keypoints, parts) is shared by every search of them, e.g. the calibration
+    probe's."""
+    name = queries.root.name if queries is references else f"{queries.root.name}-in-{references.root.name}"
+    files = {"query": dict(zip(queries.ids, queries.paths)), "reference": dict(zip(references.ids, references.paths))}
+    return Dataset.from_files(name, references.root, files, train_from)
+
+
+def _one_folder_pairs(found: pd.DataFrame) -> pd.DataFrame:
+    """Pairs inside one collection: no image with itself, (a, b) with a < b, the higher score kept."""
+    found = found[found.query_id != found.reference_id]
+    q, r = found.query_id.to_numpy(object), found.reference_id.to_numpy(object)
+    first = q < r
+    pairs = pd.DataFrame({"query": np.where(first, q, r), "reference": np.where(first, r, q),
+                          "score": found.score.to_numpy()})
+    return pairs.sort_values("score", ascending=False, kind="stable").drop_duplicates(["query", "reference"])
+
+
+def _two_folder_pairs(found: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
+    """Pairs of a query and a reference; a file present in both folders is not matched with itself."""
+    same = [ds.image_path(q, "query").resolve() == ds.image_path(r, "reference").resolve()
+            for q, r in zip(found.query_id, found.reference_id)]
+    found = found[~np.asarray(same, bool)]
+    return pd.DataFrame({"query": found.query_id.to_numpy(object), "reference": found.reference_id.to_numpy(object),
+                         "score": found.score.to_numpy()})
+
+
+def _collections(folder, queries, references, skip_bad: bool) -> tuple[Collection, Collection]:
+    if folder is not None and (queries is not None or references is not None):
+        raise CollectionError("Give one folder (copies inside it) or queries and references (copies of the "
+                              "queries among the references), not both.")
+    if folder is not None:
+        images = find_images(folder, skip_bad)
+        return images, images
+    if queries is None or references is None:
+        raise CollectionError("Give one folder, or both queries and references.")
+    return find_images(queries, skip_bad), find_images(references, skip_bad)
+
+
+def find_copies(folder=None, queries=None, references=None, method: str = "trained+sift", k: int = 10,
+                skip_bad: bool = False, train: Dataset | None = None, calibrate: bool = True,
+                progress: bool = False, labels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Copies in any folder(s) of images: a DataFrame with one row per candidate pair, best first:
+    ``query``, ``reference`` (ids = paths relative to their folder), ``score`` (the method's raw
+    score: higher = more likely a copy), ``probability`` (with ``calibrate``: the estimated chance
+    that the pair is a copy, :mod:`isc_helpers.tool.calibration`) and ``stage`` (the stage that gave
+    the score: global, local-global or sift). ``pairs.attrs["calibration"]`` holds the calibration
+    that :func:`decide` uses.
+
+    ``folder``: copies inside one collection, each pair once as (a, b) with a < b, an image never
+    matched with itself. ``queries`` and ``references``: the ``k`` best references of each query.
+    ``train``: the dataset whose training images fit the method's own calibrations and make the
+    decoys of ours (default: the profile's mini-DISC, built on first use). ``calibrate`` searches
+    a probe of about 500 images in the references too (decoys and planted copies,
+    :mod:`isc_helpers.tool.calibration`). ``labels``: pairs you labelled (query, reference, copy;
+    :func:`calibration.read_labels`) calibrate instead of the probe.
+    """
+    search.check_count(k, "--k")
+    pipe = pipeline.get_pipeline(method)
+    qs, rs = _collections(folder, queries, references, skip_bad)
+    probe = calibrate and labels is None
+    if (pipe.needs_train or probe) and train is None:
+        train = minidisc.open_dataset(progress=progress)
+    ds = as_dataset(qs, rs, train if pipe.needs_train else None)
+    one_folder = qs is rs
+    found, ctx = pipeline.predict(ds, method, k + 1 if one_folder else k, progress=progress)   # +1: the image itself
+    pairs = _one_folder_pairs(found) if one_folder else _two_folder_pairs(found, ds)
+    fitted = (calibration.from_labels(pairs, labels, pipe.name, one_folder) if labels is not None
+              else _calibrate(pipe, qs, rs, pairs.score.to_numpy(), train, k, ctx.fitted, progress)
+              if calibrate else None)
+    if fitted is not None:
+        pairs = pairs.assign(probability=fitted.probability(pairs.score.to_numpy()))
+    pairs = pairs.assign(stage=pipe.final_stage)
+    pairs = pairs.sort_values(["score", "query", "reference"], ascending=[False, True, True], kind="stable")
+    pairs = pairs.reset_index(drop=True)
+    pairs.attrs.update(skipped={**qs.skipped, **rs.skipped}, calibration=fitted)
+    return pairs
+
+
+def _calibrate(pipe, qs: Collection, rs: Collection, observed: np.ndarray, train: Dataset, k: int, fitted: dict,
+               progress: bool) -> "calibration.Calibration":
+    """Search the calibration probe (decoys and planted copies, :func:`calibration.make_probe`) in
+    the references with the same method and what it fitted for the collection's own search
+    (``fitted``), and fit the calibration of the collection's scores. The references'
+    descriptors and keypoints come from the cache the collection's search filled."""
+    probe = calibration.make_probe(rs.paths, train, progress=progress)
+    images = Collection(probe.root, [p.name for p in probe.paths], probe.paths)
+    found, _ = pipeline.predict(as_dataset(images, rs, train if pipe.needs_train else None), pipe.name, k,
+                                fitted=fitted, progress=progress)
+    position = {i: n for n, i in enumerate(images.ids)}
+    ref_position = {i: n for n, i in enumerate(rs.ids)}
+    found = pd.DataFrame({"q": found.query_id.map(position).to_numpy(int),
+                          "r": found.reference_id.map(ref_position).to_numpy(int), "score": found.score.to_numpy()})
+    return calibration.fit(pipe.name, probe, found, observed, n_queries=len(qs.ids), one_folder=qs is rs)
+
+
+def operating_point(pairs: pd.DataFrame, precision: float = calibration.DEFAULT_PRECISION):
+    """The calibrated threshold of :func:`find_copies`' pairs for a target ``precision``, with its
+    estimated precision and recall (:class:`~isc_helpers.tool.calibration.OperatingPoint`)."""
+    fitted = pairs.attrs.get("calibration")
+    if fitted is None:
+        raise SettingError("These pairs carry no calibration (find_copies(..., calibrate=False)); give a raw "
+                         "threshold instead, or call find_copies with calibrate=True.")
+    return fitted.operating_point(precision)
+
+
+def decide(pairs: pd.DataFrame, threshold: float | None = None,
+           precision: float = calibration.DEFAULT_PRECISION) -> pd.DataFrame:
+    """``pairs`` with a ``decision`` column: "copy" where the score is at least ``threshold``;
+    without one, at least the calibrated threshold for ``precision`` (:func:`operating_point`)."""
+    if threshold is None:
+        threshold = operating_point(pairs, precision).threshold
+    return pairs.assign(decision=np.where(pairs.score >= threshold, "copy", "not copy"))
+
+
+def groups(pairs: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Copy groups: the connected components of the pairs scoring at least ``threshold``
+    (union-find), as rows (group, image); largest group first, numbered from 1. Images in no
+    accepted pair are in no group."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]          # path halving
+            x = parent[x]
+        return x
+    for a, b in pairs.loc[pairs.score >= threshold, ["query", "reference"]].itertuples(index=False):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members: dict[str, list[str]] = {}
+    for x in sorted(parent):
+        members.setdefault(root(x), []).append(x)
+    ordered = sorted(members.values(), key=lambda m: (-len(m), m[0]))
+    rows = [(g, image) for g, m in enumerate(ordered, 1) for image in m]
+    return pd.DataFrame(rows, columns=["group", "image"])
+
+
+OUTPUT_FILES = ("pairs.csv", "groups.csv")
+
+
+TO_LABEL = "to_label.csv"
+TO_LABEL_PAIRS = 40
+
+
+def to_label(pairs: pd.DataFrame, threshold: float, n: int = TO_LABEL_PAIRS) -> pd.DataFrame:
+    """Pairs worth labelling to calibrate on your own collection (``find-copies --labels``): ``n``
+    pairs at evenly spaced ranks among the best pairs, down to twice as many as ``threshold``
+    accepts (at least ``n``), with an empty ``copy`` column to fill in. Evenly spaced ranks make
+    them a fair sample: each stands for as many pairs as the next, so the share of copies among
+    the labelled pairs above a threshold estimates the precision there."""
+    ordered = pairs.sort_values("score", ascending=False, kind="stable")
+    window = min(len(ordered), max(n, 2 * int((ordered.score >= threshold).sum())))
+    picked = ordered.iloc[np.unique(np.linspace(0, window - 1, min(n, window)).round().astype(int))] if window else ordered
+    return pd.DataFrame({"query": picked["query"].to_numpy(), "reference": picked["reference"].to_numpy(),
+                         "score": picked.score.to_numpy(), "copy": ""})
+
+
+def check_out(out, overwrite: bool, also: tuple = ()) -> None:
+    """Refuse an ``out`` that already holds outputs of an earlier run (``OUTPUT_FILES`` and the
+    file names in ``also``, e.g. the report), unless ``overwrite``."""
+    outputs.refuse_existing(outputs.check_folder_target(out), (*OUTPUT_FILES, *also), overwrite)
+
+
+def write_outputs(out, pairs: pd.DataFrame, threshold: float, one_folder: bool, overwrite: bool = False) -> dict:
+    """Write ``pairs.csv`` (query, reference, score, probability when calibrated, decision, stage)
+    and, for one folder, ``groups.csv`` (group, image); with ``overwrite`` an earlier run's files
+    are replaced. ``to_label.csv`` (:func:`to_label`) is written only when absent: it is yours to
+    fill in."""
+    out = Path(out)
+    check_out(out, overwrite)
+    columns = ["query", "reference", "score"] + (["probability"] if "probability" in pairs else []) + ["decision",
+                                                                                                      "stage"]
+    decided = decide(pairs, threshold)[columns]
+    written = {"pairs": out / "pairs.csv"}
+    formats.atomic_write(written["pairs"], lambda t: decided.to_csv(t, index=False, float_format="%.6g"))
+    if one_folder:
+        written["groups"] = out / "groups.csv"
+        formats.atomic_write(written["groups"], lambda t: groups(pairs, threshold).to_csv(t, index=False))
+    else:
+        (out / "groups.csv").unlink(missing_ok=True)       # never leave an earlier run's groups beside new pairs
+    if not (out / TO_LABEL).exists():                      # you may be filling it in: never replaced
+        written["to_label"] = out / TO_LABEL
+        formats.atomic_write(written["to_label"], lambda t: to_label(pairs, threshold).to_csv(t, index=False,
+                                                                                          float_format="%.6g"))
+    return written

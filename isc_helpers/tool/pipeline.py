@@ -1,0 +1,341 @@
+"""Every taught method as one pipeline, described in one place (lessons 02-08).
+
+Each :class:`Pipeline` of :data:`PIPELINES` says what it does and costs, the descriptor it
+extracts, whether it needs (or merely uses) training images, each stage it records and whether
+that stage's work is done per query, and which stage gives its final score. :func:`predict`
+runs one on any :class:`~isc_helpers.datasets.dataset.Dataset` (DISC21 ids or ordinary file
+names) and returns its predictions in memory; ``isc-course run`` (:mod:`isc_helpers.tool.run`)
+and ``find_copies`` (:mod:`isc_helpers.tool.collection`) both call it. Every fitted parameter
+comes from the dataset's own training images.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..core import descriptors, search
+from ..core.errors import SettingError
+from ..datasets import tuning
+from ..ideas import keypoints, local_global, normalize, overlays, tasks, verify
+
+
+class Stages:
+    """Seconds spent per stage, for the summary: ``with stages("search"): ...``."""
+
+    def __init__(self, quiet: bool = False):
+        self.seconds, self.quiet = {}, quiet
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
+            if not self.quiet:
+                print(f"[{name}] {self.seconds[name]:.1f} s", file=sys.stderr)
+
+
+@dataclass
+class Context:
+    """What a method works with: the dataset, its descriptors ``got`` ('query', 'reference' and,
+    when used, 'train'), the settings, what it fitted (``fitted``: reused by a second search of
+    the same references, e.g. the calibration probe) and what it reports back."""
+    ds: object
+    got: dict
+    k: int
+    index: str = "Flat"
+    stages: Stages = field(default_factory=lambda: Stages(quiet=True))
+    progress: bool = False
+    fitted: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    ref_bytes: float = 0.0
+    searched_with: str = ""        # the index the method's search really used (for the summary)
+
+
+# A method returns (predictions, (query, reference) descriptors for the HDF5, or None).
+Result = tuple[pd.DataFrame, "tuple[np.ndarray, np.ndarray] | None"]
+NO_HDF5 = "no descriptor-track HDF5: this method scores pairs, not single descriptors"
+
+
+def _knn(ctx: Context, q: np.ndarray, r: np.ndarray, binary: bool = False):
+    """Search with ``--index`` (hashes: exact Hamming); a faiss error names the index and dimension."""
+    ctx.searched_with = "exact Hamming (hashes; --index not used)" if binary else ctx.index
+    try:
+        return search.knn(q, r, ctx.k, "hamming" if binary else "ip", "Flat" if binary else ctx.index)
+    except RuntimeError as e:
+        raise SettingError(f"faiss cannot build the index {ctx.index!r} for {r.shape[1]}-dimensional descriptors "
+                           f"({str(e).strip().splitlines()[-1]}); choose another --index, e.g. Flat.") from None
+
+
+def _global(ctx: Context, binary: bool = False) -> pd.DataFrame:
+    q, r = ctx.got["query"], ctx.got["reference"]
+    with ctx.stages("search"):
+        scores, idx = _knn(ctx, q.x, r.x, binary)
+    return search.to_predictions(scores, idx, q.ids, r.ids)
+
+
+def run_descriptor(ctx: Context, method: str) -> Result:
+    """A plain descriptor (lessons 00-03): search; the HDF5 holds it, PCA-reduced to 256 on
+    training images when larger."""
+    binary = descriptors.METHODS[method].binary
+    preds = _global(ctx, binary)
+    q, r = ctx.got["query"], ctx.got["reference"]
+    if binary:
+        ctx.notes.append("no descriptor-track HDF5: hashes are bits, not float descriptors")
+        return preds, None
+    if q.x.shape[1] <= 256:
+        return preds, (q.x, r.x)
+    if "train" not in ctx.got:
+        ctx.notes.append(f"no HDF5: {q.x.shape[1]} dims > 256 and no training images to fit a PCA on")
+        return preds, None
+    p = normalize.PCA.fit(ctx.got["train"], dim=256, whiten=False)
+    ctx.notes.append("HDF5 descriptors: PCA to 256 dims fitted on the training images")
+    return preds, (p.apply(q.x), p.apply(r.x))
+
+
+NORM_CHAIN = [("whiten", {"dim": 255}), ("nes", {"k": 10, "beta": 0.35}), ("score_norm", {"n": 3, "factor": 1.0})]
+
+
+def run_trained_norm(ctx: Context) -> Result:
+    """Lesson 06: whitening + NES + score normalization fitted on training images, one 256-d descriptor."""
+    q, r = ctx.got["query"], ctx.got["reference"]
+    with ctx.stages("normalize"):
+        h5_q, h5_r, _ = normalize.apply(q.x, r.x, ctx.got["train"], NORM_CHAIN)
+        if h5_q.shape[1] < 256:
+            ctx.notes.append(f"whitening kept {h5_q.shape[1] - 1} dimensions: there are only "
+                             f"{len(ctx.ds.train_ids)} training images (use more for a full 255)")
+    with ctx.stages("search"):
+        scores, idx = _knn(ctx, h5_q, h5_r)
+    return search.to_predictions(scores, idx, q.ids, r.ids), (h5_q, h5_r)
+
+
+def _localglobal(ds, k, stages, progress, fitted: dict):
+    """Normalized best-part predictions (lesson 04): (preds, normalized query and reference parts).
+    The overlay detector and the part normalization are fitted once into ``fitted``."""
+    if "detector" not in fitted:
+        with stages("local-global: train overlay detector"):
+            fitted["detector"], _ = overlays.train_overlay_detector(ds, progress=progress)
+    with stages("local-global: query parts"):
+        crops = overlays.overlay_crops(ds, fitted["detector"])
+        qp = local_global.merge_parts(
+            local_global.describe_parts(ds, "query", local_global.query_views, tag="views", progress=progress),
+            local_global.describe_parts(ds, "query", lambda im: [], extra=crops, progress=False))
+    with stages("local-global: reference regions"):
+        rp = local_global.describe_parts(ds, "reference", local_global.reference_regions, tag="regions",
+                                         progress=progress)
+    if "part_normalization" not in fitted:
+        with stages("local-global: choose part normalization on training images"):
+            fitted["part_normalization"], _ = local_global.choose_part_normalization(ds, progress=progress)
+    with stages("local-global: training regions"):
+        background = local_global.part_background(ds, progress=progress)
+    with stages("local-global: search"):
+        qp, rp = local_global.normalize_parts(qp, rp, background, **fitted["part_normalization"])
+        preds = local_global.search_parts(qp, rp, k=k)
+    return preds, (qp, rp)
+
+
+def run_trained_localglobal(ctx: Context) -> Result:
+    """Lesson 04: query views, reference regions and a detected overlay, normalized best-part score."""
+    preds, (_, rp) = _localglobal(ctx.ds, ctx.k, ctx.stages, ctx.progress, ctx.fitted)
+    ctx.ref_bytes = rp.x.nbytes / max(1, len(ctx.ds.reference_ids))
+    ctx.notes.append(NO_HDF5)
+    return preds, None
+
+
+def _fit_sift_fusion(ctx: Context, candidates_on, k: int) -> verify.Fusion:
+    """Fit the SIFT fusion on the tuning task made of training images (once per context);
+    ``candidates_on(tuning set, its task)`` gives the candidates to verify there, as the method
+    makes them."""
+    if "fusion" not in ctx.fitted:
+        with ctx.stages("SIFT: fusion fitted on training images"):
+            tu = tuning.build_tuning_set(ctx.ds, progress=ctx.progress)
+            tt = tasks.tuning_task(ctx.ds, "trained", tu, progress=ctx.progress)
+            verified = verify.verify_candidates(candidates_on(tu, tt),
+                                                keypoints.sift_dataset(tu, "query", progress=False),
+                                                keypoints.sift_dataset(tu, "reference", progress=False), k=k)
+            ctx.fitted["fusion"] = verify.Fusion.fit(verified, tu.ground_truth())
+    return ctx.fitted["fusion"]
+
+
+def _keypoints(ctx: Context):
+    """SIFT of the dataset's queries and references (cached), counted in bytes per reference."""
+    with ctx.stages("SIFT: query keypoints"):
+        qf = keypoints.sift_dataset(ctx.ds, "query", progress=ctx.progress)
+    with ctx.stages("SIFT: reference keypoints"):
+        rf = keypoints.sift_dataset(ctx.ds, "reference", progress=ctx.progress)
+    ctx.ref_bytes += rf.nbytes / max(1, len(ctx.ds.reference_ids))
+    return qf, rf
+
+
+def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int | None = None,
+                      features=None) -> pd.DataFrame:
+    """Lesson 05: verify each query's top-k with SIFT + MAGSAC and fuse (sum of the two
+    probabilities); the fusion is fitted on the tuning task, its candidates made by
+    ``candidates_on``. ``features``: the (query, reference) keypoints when already loaded."""
+    qf, rf = features or _keypoints(ctx)
+    k = k or ctx.k
+    fusion = _fit_sift_fusion(ctx, candidates_on, k)
+    with ctx.stages("SIFT: verification"):
+        return fusion.apply(verify.verify_candidates(preds, qf, rf, k=k, progress=ctx.progress), "sum")
+
+
+def run_trained_sift(ctx: Context) -> Result:
+    """Lesson 05: the trained descriptor's top-k verified with SIFT, fusion fitted on training images."""
+    preds = _verify_with_sift(ctx, _global(ctx), lambda tu, tt: search.search(tt.q, tt.query_ids, tt.r,
+                                                                               tt.reference_ids, k=ctx.k))
+    ctx.notes.append(NO_HDF5)
+    return preds, None
+
+
+BEST_CANDIDATES = ("localglobal", "votes", "imagenet_cnn")
+
+
+def _union_candidates(ds, lg_preds, parts, qf, rf, k: int, sources, progress) -> pd.DataFrame:
+    """Candidates of several finders, each pair once, scored by its best normalized parts: the
+    local-global top-k, the top-k references by SIFT keypoint votes, the top-k of another
+    global descriptor. Each finder misses different copies; verification then sorts them out."""
+    found = [lg_preds] if "localglobal" in sources else []
+    if "votes" in sources:
+        votes, idx = keypoints.keypoint_votes(qf, rf, k=k, per_image=100)
+        found.append(keypoints.vote_candidates(votes, idx, qf.ids, rf.ids))
+    for m in (s for s in sources if s in descriptors.METHODS):
+        q, r = (descriptors.for_dataset(ds, m, kind, progress=progress) for kind in ("query", "reference"))
+        found.append(search.search(q.x, q.ids, r.x, r.ids, k=k))
+    return local_global.pair_part_scores(verify.union(*found), *parts)
+
+
+def run_best(ctx: Context, sources=BEST_CANDIDATES) -> Result:
+    """Lessons 04-05 (and 08's lesson that no single descriptor finds every copy): the union of
+    candidates from local-global matching, keypoint votes and the ImageNet descriptor, verified
+    with SIFT; the fusion is fitted on the tuning task with candidates found the same way."""
+    preds, parts = _localglobal(ctx.ds, ctx.k, ctx.stages, ctx.progress, ctx.fitted)
+    ctx.ref_bytes = parts[1].x.nbytes / max(1, len(ctx.ds.reference_ids))
+
+    def candidates_on(ds, preds, parts, qf, rf):
+        with ctx.stages("candidates: union of finders"):
+            return _union_candidates(ds, preds, parts, qf, rf, ctx.k, sources, ctx.progress)
+
+    def tuning_candidates(tu, tt):
+        tpreds, tparts = _localglobal(tu, ctx.k, Stages(quiet=True), ctx.progress, ctx.fitted)
+        return candidates_on(tu, tpreds, tparts, keypoints.sift_dataset(tu, "query", progress=False),
+                             keypoints.sift_dataset(tu, "reference", progress=False))
+    qf, rf = _keypoints(ctx)
+    cands = candidates_on(ctx.ds, preds, parts, qf, rf)
+    preds = _verify_with_sift(ctx, cands, tuning_candidates, k=len(sources) * ctx.k, features=(qf, rf))
+    preds = search.top_k(preds.assign(score=preds.score.astype(float)), ctx.k).drop(columns="rank")   # k per query
+    ctx.notes.append(NO_HDF5)
+    return preds, None
+
+
+# How a method's recorded stages count: "query" (work done per query: its descriptor, parts,
+# keypoints, search, verification) or "collection" (done once: references, training, fitting).
+SEARCH = {"search": "query"}
+LOCAL_GLOBAL = {"local-global: train overlay detector": "collection", "local-global: query parts": "query",
+                "local-global: reference regions": "collection", "local-global: training regions": "collection",
+                "local-global: choose part normalization on training images": "collection",
+                "local-global: search": "query"}
+SIFT = {"SIFT: query keypoints": "query", "SIFT: reference keypoints": "collection",
+        "SIFT: fusion fitted on training images": "collection", "SIFT: verification": "query"}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One method, described in one place: what it does and costs, the descriptor it extracts
+    (default: its own name), whether training images are needed (``train="needs"``) or used
+    when present (``"uses"``: a PCA for the HDF5), the function that runs it (None: a plain
+    descriptor), every stage it records with how it counts, and the stage its final score comes from."""
+    name: str
+    description: str
+    cost: str
+    train: str = ""
+    run: Callable[[Context], Result] | None = None
+    descriptor: str = ""
+    stages: dict = field(default_factory=lambda: dict(SEARCH))
+    final_stage: str = "global"
+
+    @property
+    def base(self) -> str:
+        return self.descriptor or self.name
+
+    @property
+    def needs_train(self) -> bool:
+        return self.train == "needs"
+
+    def kinds(self, ds) -> tuple[str, ...]:
+        """The image sets it describes: queries, references and, when it needs or uses them, training images."""
+        wants = self.train == "needs" or (self.train == "uses" and bool(ds.train_ids))
+        return ("query", "reference") + (("train",) if wants else ())
+
+    def per_query_seconds(self, seconds: dict) -> float:
+        """Seconds of the recorded stages whose work is done per query."""
+        return sum(v for name, v in seconds.items() if self.stages.get(name) == "query")
+
+
+def _plain(name: str, description: str, cost: str, train: str = "") -> Pipeline:
+    return Pipeline(name, description, cost, train)
+
+
+PIPELINES = {p.name: p for p in [
+    _plain("thumbnail", "16x16 grey thumbnail, exact search (lesson 00)", "~1 ms per image"),
+    _plain("colour_hist", "RGB colour histogram, 216 dims (lesson 02)", "~2 ms per image"),
+    _plain("gist", "GIST-like Gabor energies, 512 dims, PCA to 256 for the HDF5 (lesson 02)", "~6 ms per image",
+           "uses"),
+    _plain("phash", "pHash, 64 bits, Hamming search (lesson 02)", "~2 ms per image; no HDF5 (binary)"),
+    _plain("pdq", "PDQ hash, 256 bits, Hamming search (lesson 02)", "~3 ms per image; no HDF5 (binary)"),
+    _plain("imagenet_cnn", "ImageNet EfficientNet-Lite0 + GeM, 1280 dims, PCA to 256 for the HDF5 (lesson 02)",
+           "~60 ms per image on a CPU", "uses"),
+    _plain("trained", "the course's self-supervised descriptor, 256 dims (lesson 03)", "~12 ms per image on a CPU"),
+    Pipeline("trained+norm", "trained descriptor, whitening to 255 dims + NES + score normalization fitted on "
+             "training images, as one 256-d descriptor (lessons 03, 06)", "trained + training-image descriptors",
+             "needs", run_trained_norm, "trained", {**SEARCH, "normalize": "query"}),
+    Pipeline("trained+localglobal", "query views, reference regions and a detected overlay crop, each part "
+             "normalized against regions of training images, best-part score (lesson 04)",
+             "~10 descriptors per query, 6 per reference (6 KiB), detector trained in ~20 s", "needs",
+             run_trained_localglobal, "trained", {**SEARCH, **LOCAL_GLOBAL}, "local-global"),
+    Pipeline("trained+sift", "trained descriptor's top-10 verified with SIFT + MAGSAC, fused with probabilities "
+             "fitted on edited training images (lesson 05)", "SIFT ~15-35 ms per image, ~12 ms per query", "needs",
+             run_trained_sift, "trained", {**SEARCH, **SIFT}, "sift"),
+    Pipeline("best", "candidates from local-global matching, SIFT keypoint votes and the ImageNet descriptor, "
+             "verified with SIFT + MAGSAC, fusion fitted on edited training images (lessons 04-05, 08)",
+             "the two above together, ImageNet descriptors, 3x the verifications", "needs", run_best, "trained",
+             {**SEARCH, **LOCAL_GLOBAL, **SIFT, "candidates: union of finders": "query"}, "sift"),
+]}
+
+
+def get_pipeline(method: str) -> Pipeline:
+    """A method of :data:`PIPELINES`, or any descriptor added with ``descriptors.register``."""
+    if method in PIPELINES:
+        return PIPELINES[method]
+    if method in descriptors.METHODS:       # a learner's own descriptor (descriptors.register)
+        return Pipeline(method, descriptors.METHODS[method].description, "your descriptor")
+    raise SettingError(f"Unknown method {method!r}; choose from {sorted(PIPELINES)} (`isc-course methods`), "
+                       "or add a descriptor with descriptors.register().")
+
+
+def describe(ds, pipe: Pipeline, progress: bool = False) -> dict:
+    """The descriptors a pipeline needs, from the cache (:func:`~isc_helpers.core.descriptors.for_dataset`)."""
+    return {kind: descriptors.for_dataset(ds, pipe.base, kind, progress=progress) for kind in pipe.kinds(ds)}
+
+
+def run_method(ctx: Context, pipe: Pipeline) -> Result:
+    """Run one pipeline's method on a prepared context: (predictions, HDF5 descriptors or None)."""
+    return pipe.run(ctx) if pipe.run else run_descriptor(ctx, pipe.base)
+
+
+def predict(ds, method: str, k: int = 10, fitted: dict | None = None, progress: bool = False) -> tuple[pd.DataFrame, Context]:
+    """A pipeline's predictions on any dataset, in memory: (DataFrame query_id, reference_id,
+    score; the context, with what the method ``fitted``). Pass a previous context's ``fitted``
+    to search other queries in the same references without fitting again."""
+    pipe = get_pipeline(method)
+    if pipe.needs_train:
+        ds.require_train()
+    ctx = Context(ds, describe(ds, pipe, progress), k, progress=progress, fitted=fitted if fitted is not None else {})
+    preds, _ = run_method(ctx, pipe)
+    return preds, ctx
