@@ -23,10 +23,10 @@ __version__ = "0.3.0"
 # its own room that it imports; tests/test_layers.py recomputes them from the imports).
 LAYERS = {
     "core": (("device", "errors"), ("cache", "formats", "images", "profile"),
-             ("metrics", "models", "search", "train_config"), ("checkpoints",), ("descriptors",)),
-    "datasets": (("augly_compat", "dataset", "edits"), ("augment", "transfer_edits"), ("build",),
+             ("metrics", "models", "search", "train_config"), ("checkpoints", "evidence"), ("descriptors",)),
+    "datasets": (("augly_compat", "dataset", "edits"), ("augment", "transfer_edits"), ("build", "photo_folder"),
                  ("minidisc", "transfer", "tuning")),
-    "ideas": (("heads", "keypoints", "normalize", "objectives", "scale", "tasks"),
+    "ideas": (("exercises", "heads", "keypoints", "normalize", "objectives", "scale", "tasks"),
               ("ensembles", "local_global", "overlays", "pair_verifier", "training", "verify"), ("viz",)),
     "tool": (("calibration", "checks", "index_files", "match_picture", "outputs", "pipeline"), ("collection", "run"),
              ("copy_index", "report"), ("cli",)),

@@ -127,23 +127,5 @@ def main(argv=None) -> int:
 
 
 # ------------------------------------------------------------ exercise checks
-def compare(exercise: str, got, want, tol: float = 1e-6, hint: str = "") -> None:
-    """Check a value against the reference (an exercise answer, or a lesson's by-hand version of a
-    package function); raise AssertionError that says what differs. ``exercise``: an exercise
-    number ("2.1") or a short name of what is compared ("GeM by hand vs models.GeM")."""
-    import numpy as np
-    what = f"Exercise {exercise}" if exercise[:1].isdigit() else exercise
-    if got is None:
-        raise AssertionError(f"{what}: your function returned None; did you forget `return`?")
-    g, w = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
-    if g.shape != w.shape:
-        raise AssertionError(f"{what}: expected shape {w.shape}, got {g.shape}. {hint}")
-    if not np.allclose(g, w, atol=tol, rtol=0):
-        diff = float(np.max(np.abs(g - w)))
-        raise AssertionError(f"{what}: expected {w.round(4).tolist()}, got "
-                             f"{g.round(4).tolist()} (max difference {diff:.3g}). {hint}")
-    print(f"{what}: correct." if what != exercise else f"{what}: equal (max difference {np.max(np.abs(g - w), initial=0):.2g}).")
-
-
 if __name__ == "__main__":
     sys.exit(main())
