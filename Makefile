@@ -1,6 +1,7 @@
 # Image copy detection course. Two commands do everything on a fresh machine:
-#   make course   set up .venv, build mini-DISC, run every lesson headless into build/course/
+#   make course   set up .venv, build mini-DISC, run every lesson headless into build/course/ (with timings.json)
 #   make test     set up .venv, run the unit tests and every lesson under nbval (test profile)
+# make publish    (maintainers) run the course profile and commit its outputs and measured times
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -11,7 +12,7 @@ LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 INDEX := notebooks/index.ipynb
 OUT := build/course
 
-.PHONY: help venv system-deps check data course lab test unit nbtest students lock clean
+.PHONY: help venv system-deps check data course publish timings lab test unit nbtest students lock clean
 
 help:
 	@echo "make course   set up and run the whole course (profile $(PROFILE)) into $(OUT)/"
@@ -49,15 +50,15 @@ data: venv
 	ISC_PROFILE=$(PROFILE) $(BIN)/isc-course build-data
 
 course: venv data
-	@mkdir -p $(OUT)
-	@for nb in $(INDEX) $(LESSONS); do \
-	  echo "== $$nb"; start=$$(date +%s); \
-	  ISC_HEADLESS=1 ISC_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(OUT) \
-	    --ExecutePreprocessor.timeout=3600 "$$nb" --log-level=WARN || exit 1; \
-	  $(BIN)/jupyter nbconvert --to html --output-dir $(OUT) "$(OUT)/$$(basename $$nb)" --log-level=WARN || exit 1; \
-	  echo "   $$(( $$(date +%s) - start )) s"; \
-	done
-	@echo "Executed lessons and HTML copies are in $(OUT)/. Open them with: make lab"
+	ISC_HEADLESS=1 $(BIN)/python tools/course.py run --profile $(PROFILE) --out $(OUT)
+	@echo "Executed lessons, HTML copies and timings.json are in $(OUT)/. Open the lessons with: make lab"
+
+publish: venv
+	ISC_PROFILE=course $(BIN)/isc-course build-data
+	ISC_HEADLESS=1 $(BIN)/python tools/course.py publish
+
+timings: venv
+	$(BIN)/python tools/course.py timings
 
 lab: venv
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --notebook-dir=. notebooks/

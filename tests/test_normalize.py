@@ -176,3 +176,41 @@ def test_fit_compatible_recovers_a_linear_relation():
     refs = Extracted([f"R{i:06d}" for i in range(len(s))], s, 0.0)
     with pytest.raises(N.NormalizationError, match="training"):
         ensembles.fit_compatible(refs, t)                             # never fitted on references
+
+
+def _crowded_task():
+    """The crowded-query case of test_score_normalization_fixes_a_crowded_query as a Task."""
+    from isc_helpers.core.descriptors import Extracted
+    from isc_helpers.ideas.tasks import Task
+    t = np.array([E[0], E[0], E[0]])
+    q = l2_normalize(np.array([[1, 0.2, 0, 0], [0, 0, 1, 0.6]]))
+    r = l2_normalize(np.array([[1, 0.0, 0.3, 0], [0.95, 0.4, 0, 0], [0, 0, 0.6, 1]]))
+    gt = pd.DataFrame({"query_id": ["Q00000", "Q00001"], "reference_id": ["R000001", "R000002"]})
+    return Task(q, ["Q00000", "Q00001"], r, ["R000000", "R000001", "R000002"],
+                Extracted(["T000000", "T000001", "T000002"], t, 0.0), gt)
+
+
+def test_predictions_and_compare_pair_each_chain_with_the_first():
+    task = _crowded_task()
+    p = N.predictions(task, [("score_norm", {"n": 1, "factor": 0.5})], k=2)
+    assert metrics.evaluate(p, task.gt).uap == pytest.approx(1.0)
+    table = N.compare(task, {"raw": [], "score norm.": [("score_norm", {"n": 1, "factor": 0.5})]}, k=2)
+    assert table.loc["raw", "uAP"] == pytest.approx(5 / 6) and table.loc["score norm.", "uAP"] == pytest.approx(1.0)
+    assert table.loc["score norm.", "minus raw"] == pytest.approx(1 / 6)
+    assert table.loc["score norm.", "95% low"] <= 1 / 6 <= table.loc["score norm.", "95% high"] + 1e-12
+    assert pd.isna(table.loc["raw", "minus raw"])
+
+
+def test_tune_chooses_every_step_and_a_chain():
+    rs = np.random.RandomState(0)
+    from isc_helpers.core.descriptors import Extracted
+    from isc_helpers.ideas.tasks import Task
+    r = rand(40, 16, 1)
+    q = l2_normalize(np.vstack([r[:20] + 0.3 * rs.randn(20, 16), rand(20, 16, 2)]).astype(np.float32))
+    qids, rids = [f"Q{i:05d}" for i in range(40)], [f"R{i:06d}" for i in range(40)]
+    gt = pd.DataFrame({"query_id": qids, "reference_id": rids[:20] + [""] * 20})
+    task = Task(q, qids, r, rids, Extracted([f"T{i:06d}" for i in range(150)], rand(150, 16, 3), 0.0), gt)
+    chosen, chain, table = N.tune(task)
+    assert set(chosen) == set(N.grids(16)) and chosen["whiten"] == {"dim": 16}      # no grid dim fits: all 16
+    assert N.describe(chain) == table.chain.iloc[0] and table.uap.is_monotonic_decreasing
+    assert [g["dim"] for g in N.grids(64)["whiten"]] == [32, 64]

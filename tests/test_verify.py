@@ -152,3 +152,22 @@ def test_pair_verifier_pieces(photos, mini, tmp_path, monkeypatch):
     f = verify.Fusion.fit(pd.concat([checked] * 3, ignore_index=True), gt)
     assert set(f.weights) == {"global", "pair"}                 # only the calibrations it has columns for
     assert f.apply(checked, "pair").score.between(0, 1).all()
+
+
+def test_rerank_dataset_verifies_the_top_k_both_ways(mini):
+    w = {"global": np.array([8.0, -5.0]), "local": np.array([1.5, -3.0])}
+    out = verify.rerank_dataset(mini, verify.Fusion(w), k=2)
+    assert out.global_top10.groupby("query_id").size().max() <= 10
+    assert out.verified.groupby("query_id").size().max() <= 2 and len(out.verified) == len(out.imgfp)
+    # the course's score: p(copy | global) + p(copy | inliers); imgFp's: the inlier count (SIFT, RANSAC)
+    row = out.checked.iloc[0]
+    p = verify.Fusion(w).probability(out.checked.iloc[:1], "global") + verify.Fusion(w).probability(
+        out.checked.iloc[:1], "local")
+    assert out.verified.score.iloc[0] == pytest.approx(p[0])
+    qf, rf = keypoints.sift_dataset(mini, "query"), keypoints.sift_dataset(mini, "reference")
+    plain = verify.verify_pair(qf[row.query_id], rf[row.reference_id], method="ransac", root=False)
+    assert out.imgfp.score.iloc[0] == plain.n_inliers
+    assert out.ms_per_query > 0
+    table = out.table(mini.ground_truth())
+    assert list(table.columns) == ["uAP", "recall@P90", "recall@1"] and len(table) == 3
+    assert ((table.uAP >= 0) & (table.uAP <= 1)).all()

@@ -302,3 +302,50 @@ def best_chain(task, chosen: dict[str, dict], k: int = 10):
         rows.append({"chain": describe(chain), "steps": len(chain), "uap": ev.uap, "_chain": chain})
     table = pd.DataFrame(rows).sort_values(["uap", "steps"], ascending=[False, True], kind="mergesort")
     return table.iloc[0]["_chain"], table.drop(columns="_chain").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- choosing and comparing (lesson 06)
+PUBLISHED = {"whiten": {"dim": 256}, "score_norm": {"n": 3, "factor": 1.0}, "nes": {"k": 10, "beta": 0.35},
+             "stretch": {"k": 5, "factor": 2.5}, "query_norm": {"k": 100, "n": 3, "factor": 1.8}}
+
+
+def grids(dim: int) -> dict[str, list[dict]]:
+    """The settings each step is tried with on a tuning task (descriptors of ``dim`` dimensions)."""
+    return {"whiten": [{"dim": d} for d in (32, 64, 128, 256) if d <= dim] or [{"dim": dim}],
+            "score_norm": [{"n": n, "factor": f} for n in (1, 3, 10) for f in (0.5, 1.0, 1.5, 2.0)],
+            "nes": [{"k": k, "beta": b} for k in (5, 10, 20) for b in (0.1, 0.2, 0.35, 0.5, 0.7)],
+            "stretch": [{"k": 5, "factor": f} for f in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)],
+            "query_norm": [{"k": k, "n": 3, "factor": f} for k in (50, 100) for f in (0.5, 1.0, 1.8, 3.0)]}
+
+
+def tune(task, k: int = 10) -> tuple[dict[str, dict], list[tuple[str, dict]], pd.DataFrame]:
+    """Choose every step's setting (:func:`grids`), then the best chain of them (:func:`best_chain`),
+    on a tuning :class:`~isc_helpers.ideas.tasks.Task` made of training images. Returns (settings
+    per step, the chosen chain, the table of chains by tuning µAP)."""
+    chosen = {step: choose(task, [], step, grid, k)[0] for step, grid in grids(task.q.shape[1]).items()}
+    chain, table = best_chain(task, chosen, k)
+    return chosen, chain, table
+
+
+def predictions(task, steps=(), k: int = 10) -> pd.DataFrame:
+    """A chain's predictions on a task, ``k`` per query, searched the way the chain needs (inner
+    product, or L2 after stretching or a kept query norm)."""
+    qn, rn, metric = apply(task.q, task.r, task.train, steps)
+    return search.search(qn, list(task.query_ids), rn, list(task.reference_ids), k=k, metric=metric)
+
+
+def compare(task, chains: dict[str, Sequence[tuple[str, dict]]], k: int = 10) -> pd.DataFrame:
+    """µAP of each named chain on an evaluation task and, for every chain after the first (the
+    baseline, e.g. raw), the paired bootstrap of its difference to the first over the same queries
+    (:func:`~isc_helpers.core.evidence.paired_bootstrap`: 95% interval, real when it excludes zero)."""
+    from ..core import evidence
+    preds = {name: predictions(task, steps, k) for name, steps in chains.items()}
+    first = next(iter(preds))
+    rows = []
+    for name, p in preds.items():
+        row = {"chain": name, "uAP": metrics.evaluate(p, task.gt).uap}
+        if name != first:
+            d = evidence.paired_bootstrap(preds[first], p, task.gt)
+            row.update({f"minus {first}": d.diff, "95% low": d.low, "95% high": d.high, "real": d.real})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("chain")

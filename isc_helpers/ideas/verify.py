@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .keypoints import FeatureStore, LocalFeatures
+from .keypoints import FeatureStore, LocalFeatures, sift_dataset
+from ..core import search
 from ..core.search import top_k
 from ..core.errors import SettingError
 
@@ -184,3 +185,46 @@ def union(*candidate_sets: pd.DataFrame) -> pd.DataFrame:
     """Union of candidate tables (query_id, reference_id), each pair once."""
     both = pd.concat([c[["query_id", "reference_id"]] for c in candidate_sets], ignore_index=True)
     return both.drop_duplicates().reset_index(drop=True)
+
+
+@dataclass
+class Reranked:
+    """Lesson 05 on one evaluation set (prediction tables): the global descriptor's top 10 (raw
+    inner products), its top k verified and fused (the course's way), imgFp's way, and the verified
+    candidates themselves (``checked``: rank, matches, inliers, seconds per pair)."""
+    global_top10: pd.DataFrame
+    verified: pd.DataFrame
+    imgfp: pd.DataFrame
+    checked: pd.DataFrame
+
+    def table(self, gt: pd.DataFrame) -> pd.DataFrame:
+        """µAP, recall at precision 0.9 and recall@1 of the three rankings against ``gt``."""
+        from ..core import metrics
+        rows = {"global descriptor, top 10": self.global_top10, "verified (the course's way)": self.verified,
+                "imgFp's way (SIFT, RANSAC, inlier count)": self.imgfp}
+        return pd.DataFrame({name: {"uAP": e.uap, "recall@P90": e.recall_at_p90, "recall@1": e.recall_at_1}
+                             for name, e in ((n, metrics.evaluate(p, gt)) for n, p in rows.items())}).T
+
+    @property
+    def ms_per_query(self) -> float:
+        """Mean verification time per query (reference keypoints cached), in milliseconds."""
+        return 1000 * float(self.checked.groupby("query_id").seconds.sum().mean())
+
+
+def rerank_dataset(ds, fusion: Fusion, k: int, how: str = "sum", descriptor: str = "trained",
+                   progress: bool = False) -> Reranked:
+    """Verify the global descriptor's top ``k`` candidates of every query of ``ds`` and re-rank them.
+
+    The course's way: RootSIFT, ratio test, MAGSAC, and ``fusion`` (fitted on the tuning set of
+    training images) applied by ``how``. imgFp's way (matching track 3rd; the write-up: SIFT
+    features + RANSAC, the scores of the recall branches added): plain SIFT, RANSAC, the score is
+    the inlier count, with one recall branch (the global candidates). Nothing is fitted here.
+    """
+    from .tasks import evaluation_task
+    ev = evaluation_task(ds, descriptor, progress=progress)
+    candidates = search.search(ev.q, ev.query_ids, ev.r, ev.reference_ids, k=max(k, 10))
+    qf, rf = sift_dataset(ds, "query", progress=progress), sift_dataset(ds, "reference", progress=progress)
+    checked = verify_candidates(candidates, qf, rf, k=k)
+    plain = verify_candidates(candidates, qf, rf, k=k, method="ransac", root=False)
+    imgfp = plain[["query_id", "reference_id"]].assign(score=plain.n_inliers.to_numpy(float))
+    return Reranked(top_k(candidates, 10).drop(columns="rank"), fusion.apply(checked, how), imgfp, checked)
