@@ -27,9 +27,9 @@ LAYERS = {
     "datasets": (("augly_compat", "dataset", "edits"), ("augment", "transfer_edits"), ("build", "photo_folder"),
                  ("minidisc", "transfer", "tuning")),
     "ideas": (("exercises", "heads", "keypoints", "normalize", "objectives", "scale", "tasks"),
-              ("ensembles", "local_global", "overlays", "pair_verifier", "training", "verify"), ("viz",)),
+              ("ensembles", "local_global", "overlays", "training", "verify"), ("pair_verifier", "viz")),
     "tool": (("calibration", "checks", "index_files", "match_picture", "outputs", "pipeline"), ("collection", "run"),
-             ("copy_index", "report"), ("cli",)),
+             ("copy_index", "copy_outputs"), ("report",), ("cli",)),
 }
 
 # The practitioner's entry points, importable from the package itself, loaded on first use (so

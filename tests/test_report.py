@@ -1,5 +1,6 @@
-"""report.html of a copy search (issue 16): isc_helpers.tool.report, on tiny images made here, and the page
-opened in headless Chromium (the browser check of tests/test_browser.py: same browser, same skip)."""
+"""report.html of a copy search: isc_helpers.tool.report, on tiny images made here, and the page opened,
+labelled and exported in headless Chromium (the browser check of tests/test_browser.py: same browser,
+same skip)."""
 import os
 import re
 
@@ -8,7 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pathlib import Path
+
 from isc_helpers.tool import report
+from helpers import picture
 from test_browser import headless_chromium
 
 EVIL = "x<script>alert(1)</script>.png"       # a subfolder "x<script>alert(1)<" holding "script>.png"
@@ -23,7 +27,7 @@ def _images(root, n: int) -> list[str]:
     names = [f"img_{i:03d}.jpg" for i in range(n - 1)] + [EVIL]
     for i, name in enumerate(names):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (400, 240), ((37 * i) % 256, (91 * i) % 256, 128)).save(root / name)
+        picture(i, (400, 240)).save(root / name)              # blocks of colour: detail to describe
     return names
 
 
@@ -48,36 +52,49 @@ def test_rows_thumbnails_sorted_and_header(tmp_path):
     pairs, out, text = _write(tmp_path, 12)
     assert out.name == "report.html" and text.startswith("<!DOCTYPE html>")
     assert text.count("<tr class=") == 12
-    srcs = re.findall(r'<td class="img"><img src="([^"]*)"', text)
-    assert len(srcs) == 24 and all(s.startswith("data:image/jpeg;base64,") for s in srcs)
+    cells = re.findall(r'<td class="img"><div class="th (t\d+)"', text)
+    uris = dict(re.findall(r"\.(t\d+)\{background-image:url\((data:image/jpeg;base64,[^)]*)\)\}", text))
+    assert len(cells) == 24 and set(cells) == set(uris) and len(uris) == 6      # each image embedded once
     assert "http://" not in text and "https://" not in text                   # self-contained
-    scores = [float(s) for s in re.findall(r"</td><td>([0-9.e+-]+)</td><td class=\"decision\">", text)]
+    scores = [float(s) for s in re.findall(r"</div></td><td class=\"name\">[^<]*</td><td>([0-9.e+-]+)</td>", text)]
     assert scores == sorted(scores, reverse=True) and len(scores) == 12
     n_copy = int((pairs.decision == "copy").sum())
-    assert f"12 candidate pair(s); <b>{n_copy}</b> decided copy" in text and "Threshold: 0.5" in text
+    assert f"12 candidate pair(s); <b>{n_copy}</b> decided copy (score at least 0.5" in text
     assert "Test &lt;report&gt;" in text
 
 
-def test_thumbnail_at_most_160px(tmp_path):
+def test_thumbnails_are_small(tmp_path):
     import base64
     import io
     _, _, text = _write(tmp_path, 3)
-    src = re.search(r'<img src="data:image/jpeg;base64,([^"]*)"', text).group(1)
+    src = re.search(r"url\(data:image/jpeg;base64,([^)]*)\)", text).group(1)
     im = Image.open(io.BytesIO(base64.b64decode(src)))
     assert im.format == "JPEG" and max(im.size) == report.THUMB_SIDE
+
+
+def test_a_thousand_pairs_fit_in_a_few_megabytes(tmp_path):
+    """~1,000 pairs over 600 distinct photos (as a folder of ~1,200 images gives), 40 with a
+    matched-region picture: the page stays under 5 MB."""
+    from isc_helpers.datasets.dataset import load_pool
+    photos = load_pool().files("textures")[:600]
+    rng = np.random.RandomState(0)
+    pairs = pd.DataFrame({"query": [str(photos[i]) for i in rng.randint(0, 600, 1000)],
+                          "reference": [str(photos[i]) for i in rng.randint(0, 600, 1000)], "score": rng.rand(1000)})
+    text = report.render_report(pairs, lambda side, i: Path(i), threshold=0.9)
+    assert len(text.encode()) < 5e6, f"{len(text.encode()) / 1e6:.1f} MB"
 
 
 def test_file_names_are_escaped(tmp_path):
     _, _, text = _write(tmp_path, 12)
     assert "<script>alert" not in text
     assert "x&lt;script&gt;alert(1)&lt;/script&gt;.png" in text
-    assert text.count("<script>") == 1                                         # the report's own pager
+    assert text.count("<script>") == 1                                         # the report's own script
 
 
 def test_paging_and_cap(tmp_path):
     _, _, text = _write(tmp_path, 250, page_size=100)
     assert text.count('<section class="page"') == 3
-    assert text.count(" hidden>") == 2 and "3 pages of 100 pairs" in text
+    assert text.count(" hidden>") == 2 and text.count('<nav class="pager">') == 2
     sections = re.findall(r'<section class="page".*?</section>', text, flags=re.S)
     assert [s.count("<tr class=") for s in sections] == [100, 100, 50]
     capped = _write(tmp_path / "capped", 30, page_size=10, max_pairs=25)[2]
@@ -94,21 +111,38 @@ def test_unreadable_image_and_no_decision(tmp_path):
         report.render_report(pairs, lambda side, i: tmp_path / i)
 
 
-def test_report_renders_in_chromium(tmp_path):
-    _, out, _ = _write(tmp_path, 150, page_size=100)
+def test_report_renders_labels_and_exports_in_chromium(tmp_path):
+    """The page in a real browser: thumbnails drawn, pages switch, two rows labelled by clicks, the
+    labels exported as labels.csv (the file --labels reads), and a screenshot that shows pictures."""
+    pairs, out, _ = _write(tmp_path, 150, page_size=100)
     with headless_chromium() as browser:
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = browser.new_page(viewport={"width": 1200, "height": 900}, accept_downloads=True)
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(out.as_uri())
         assert page.locator("section.page:visible tbody tr").count() == 100
-        img = page.locator("section.page:visible img").first
-        assert img.evaluate("e => e.complete && e.naturalWidth") == report.THUMB_SIDE
+        thumb = page.locator("section.page:visible div.th").first
+        assert "data:image/jpeg" in thumb.evaluate("e => getComputedStyle(e).backgroundImage")
+        rows = page.locator("section.page:visible tbody tr")
+        rows.nth(0).locator("button[data-l='copy']").click()
+        rows.nth(1).locator("button[data-l='not copy']").click()
+        assert page.locator("#export").inner_text() == "Export labels (2)"
+        with page.expect_download() as got:
+            page.locator("#export").click()
+        saved = tmp_path / "labels.csv"
+        got.value.save_as(saved)
         page.locator("nav.pager").first.locator("button", has_text="2").click()
         assert page.locator("section.page:visible tbody tr").count() == 50
-        page.screenshot(path=os.environ.get("ISC_BROWSER_SCREENSHOT") or str(tmp_path / "report.png"))
+        shot = tmp_path / "report.png"
+        page.screenshot(path=os.environ.get("ISC_BROWSER_SCREENSHOT") or str(shot), full_page=False)
         assert not errors, f"errors in the page: {errors[:3]}"
+    labels = pd.read_csv(saved, keep_default_na=False)
+    top = pairs.sort_values("score", ascending=False, kind="stable").head(2)
+    assert labels.values.tolist() == [[top["query"].iloc[0], top["reference"].iloc[0], "yes"],
+                                      [top["query"].iloc[1], top["reference"].iloc[1], "no"]]
+    pixels = np.asarray(Image.open(os.environ.get("ISC_BROWSER_SCREENSHOT") or shot).convert("L"), float)
+    assert pixels.std() > 20, "the screenshot is blank"
 
 
 def test_cli_writes_report_next_to_pairs(tmp_path, capsys):

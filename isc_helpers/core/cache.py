@@ -44,16 +44,21 @@ def cache_dir() -> Path:
     env = os.environ.get("ISC_CACHE_DIR")
     root = repo_root()
     path = Path(env) if env else (root / "cache") if root else Path.home() / ".cache" / "isc-course"
+    where = "ISC_CACHE_DIR" if env else "the default cache folder"
     if path.exists() and not path.is_dir():
-        where = "ISC_CACHE_DIR" if env else "the default cache folder"
         raise CacheDirError(f"{where} {path} is a file, not a folder: point ISC_CACHE_DIR to a folder "
                             "(it is created when missing), or move the file away.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CacheDirError(f"{where} {path} cannot be created ({e.strerror or type(e).__name__}): point "
+                            "ISC_CACHE_DIR to a folder you can write to.") from None
     return path
 
 
 def short_hash(*parts, length: int = 12) -> str:
     """A short, stable hex digest of some strings (joined by '|')."""
-    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:length]
+    return hashlib.sha1("|".join(map(str, parts)).encode("utf-8", "surrogateescape")).hexdigest()[:length]
 
 
 FINGERPRINT_BLOCK = 64 * 1024
@@ -81,7 +86,7 @@ def dataset_key(root: str | Path, ids: Sequence[str], paths: Sequence[str | Path
     """``<folder name>-<hash of the ids and of each file's fingerprint>``: one image set's content."""
     h = hashlib.sha1()
     for i, p in zip(ids, paths, strict=True):
-        h.update(f"{i}:{file_fingerprint(p)}|".encode())
+        h.update(f"{i}:{file_fingerprint(p)}|".encode("utf-8", "surrogateescape"))
     return f"{Path(root).name}-{h.hexdigest()[:12]}"
 
 

@@ -194,6 +194,9 @@ def check_matrix(x, name: str, where: str = "descriptors", d: int | None = None)
     if x.dtype != np.float32:
         raise FormatError(f"{where}: {name} descriptors have dtype {x.dtype}; convert with "
                           "x.astype(np.float32) (the submission format and faiss use float32).")
+    if x.shape[1] == 0:
+        raise FormatError(f"{where}: {name} descriptors have no dimension (shape {x.shape}); a descriptor has at "
+                          "least one number per image.")
     if d is not None and x.shape[1] != d:
         raise FormatError(f"{where}: {name} descriptors have dimension {x.shape[1]}, the other side {d}.")
     if not np.isfinite(x).all():

@@ -21,6 +21,9 @@ from .errors import CourseError
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 MAX_PIXELS = 150_000_000     # a 108-megapixel phone photo passes; a 30000x30000 "bomb" does not
 DESCRIBE_MAX_SIDE = 512      # global descriptors and hashes read at most this longer side (PDQ's advice)
+MIN_SIDE = 16                # fewer pixels than this on a side: too small to describe
+MAX_ASPECT = 25              # a longer side over 25 times the shorter: a strip, not a picture
+MIN_DETAIL = 0.002           # share of a 64-pixel grey thumbnail with a visible edge (a flat or smooth image has none)
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -115,6 +118,10 @@ def check_image(path: str | Path) -> str | None:
     path = Path(path)
     try:
         with _open_checked(path) as im:
+            w, h = im.size
+            if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
+                return (f"{path}: {w}x{h} pixels is too small or too thin to describe (at least {MIN_SIDE} "
+                        f"pixels a side, at most {MAX_ASPECT} times longer than wide).")
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
                 im.load()
@@ -125,6 +132,17 @@ def check_image(path: str | Path) -> str | None:
         return str(e)
     except _READ_ERRORS as e:
         return str(_unreadable(path, e))
+
+
+def detail_problem(path: str | Path) -> str | None:
+    """Why an image that reads has nothing to describe (flat, or a smooth gradient: no visible
+    edge in its 64-pixel grey thumbnail), or None. Two such images would look alike to every
+    method without being copies of each other."""
+    g = np.asarray(load_image(path, max_side=64).convert("L"), np.float32)
+    edges = np.maximum(np.abs(np.diff(g, axis=0))[:, :-1], np.abs(np.diff(g, axis=1))[:-1, :])
+    if (edges > 8).mean() < MIN_DETAIL:
+        return f"{path}: no detail to describe (a flat or smoothly shaded image: no visible edge)."
+    return None
 
 
 def unreadable_images_error(bad: dict[str, str], where: str, what_to_do: str) -> ImageError:

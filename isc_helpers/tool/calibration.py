@@ -88,11 +88,13 @@ def pr_curve(scores: np.ndarray, labels: np.ndarray, n_copies: int) -> pd.DataFr
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """A threshold and what the calibration estimates it gives."""
+    """A threshold and what the calibration estimates it gives, with a 90% interval of the precision."""
     threshold: float
     precision: float
     recall: float
     target: float
+    precision_low: float = float("nan")
+    precision_high: float = float("nan")
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Calibration:
     copies: int
     source: str
     counted: str = "probe images"          # what ``queries`` counts, for :meth:`describe`
+    intervals: np.ndarray | None = None    # resampled precision curves (rows), for the interval
 
     def probability(self, scores) -> np.ndarray:
         """Estimated probability that a pair with this score is a copy, interpolated between the
@@ -125,12 +128,18 @@ class Calibration:
             raise CalibrationError(f"{self.method}: no threshold reaches an estimated precision of {precision:g} here "
                                    f"(the best is {best:.3f}); ask for less, or give --threshold.")
         row = ok.iloc[-1]
-        return OperatingPoint(float(row.threshold), float(row.precision), float(row.recall), precision)
+        low, high = float("nan"), float("nan")
+        if self.intervals is not None and len(self.intervals):
+            column = self.intervals[:, ok.index[-1]]
+            low, high = (float(v) for v in np.percentile(column, [5, 95]))
+        return OperatingPoint(float(row.threshold), float(row.precision), float(row.recall), precision, low, high)
 
     def describe(self, point: OperatingPoint) -> str:
         """One sentence for reports: the threshold, its estimated precision and recall, and how."""
+        interval = ("" if np.isnan(point.precision_low) else
+                    f" (90% interval {point.precision_low:.2f}-{point.precision_high:.2f})")
         return (f"threshold {point.threshold:.4g} ({self.method} score), chosen for precision {point.target:g}: "
-                f"estimated precision {point.precision:.2f} and recall {point.recall:.2f}, from {self.source} "
+                f"estimated precision {point.precision:.2f}{interval} and recall {point.recall:.2f}, from {self.source} "
                 f"({self.queries} {self.counted}, {self.copies} of them copies)")
 
 
@@ -199,18 +208,16 @@ def as_labels(table: pd.DataFrame, where: str = "the labels") -> pd.DataFrame:
                          "copy": value[keep].map(LABEL_VALUES).to_numpy(bool)})
 
 
-def _pair_keys(query, reference, one_folder: bool) -> list:
+def pair_keys(query, reference, one_folder: bool) -> list:
+    """Keys of (query, reference) pairs: the pair itself, or in one folder the pair in either order."""
     return [frozenset((q, r)) if one_folder else (q, r) for q, r in zip(query, reference)]
 
 
-def from_labels(pairs: pd.DataFrame, labels: pd.DataFrame, method: str, one_folder: bool = False) -> Calibration:
-    """A calibration from pairs you labelled (:func:`as_labels`, :func:`read_labels`) among a search's ``pairs``: the
-    probability is the isotonic regression of your labels on the score, the precision at a
-    threshold that of your labelled pairs above it, the recall the share of your labelled copies
-    above it. As good as the labelled pairs are a fair sample (``to_label.csv`` offers one: pairs
-    at evenly spaced ranks). In one folder a pair may be given in either order."""
+def _labelled_scores(pairs: pd.DataFrame, labels: pd.DataFrame, one_folder: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, copy?) of the pairs you labelled, checked: one label per pair, every labelled
+    pair among the search's pairs, at least one copy and one non-copy."""
     labels = as_labels(labels)
-    keys = _pair_keys(labels["query"], labels["reference"], one_folder)
+    keys = pair_keys(labels["query"], labels["reference"], one_folder)
     named = dict(zip(keys, zip(labels["query"], labels["reference"])))       # as the user wrote it
     given = pd.Series(labels["copy"].to_numpy(bool), index=pd.Index(keys, tupleize_cols=False))
     both = given.groupby(level=0).nunique() > 1
@@ -218,23 +225,63 @@ def from_labels(pairs: pd.DataFrame, labels: pd.DataFrame, method: str, one_fold
         raise CalibrationError(f"{int(both.sum())} pair(s) labelled both copy and not copy, e.g. "
                                f"{named[both.index[both.to_numpy()][0]]}; keep one label per pair.")
     given = given[~given.index.duplicated()]
-    score = dict(zip(_pair_keys(pairs["query"], pairs["reference"], one_folder), pairs.score.to_numpy(float)))
+    score = dict(zip(pair_keys(pairs["query"], pairs["reference"], one_folder), pairs.score.to_numpy(float)))
     unknown = [k for k in given.index if k not in score]
     if unknown:
         raise CalibrationError(f"{len(unknown)} labelled pair(s) are not among this search's candidate pairs, e.g. "
-                               f"{named[unknown[0]]}; label pairs from its pairs.csv or to_label.csv (same method, "
-                               "same folders).")
+                               f"{named[unknown[0]]}; label pairs from its pairs.csv, report.html or to_label.csv "
+                               "(same method, same folders).")
     y = given.to_numpy(bool)
     if y.all() or not y.any():
         raise CalibrationError(f"{len(y)} labelled pair(s), all {'copies' if y.any() else 'not copies'}: label at "
-                               "least one copy and one non-copy (to_label.csv offers pairs on both sides of the "
+                               "least one copy and one non-copy (the report suggests pairs on both sides of the "
                                "threshold).")
-    x = np.array([score[k] for k in given.index])
+    return np.array([score[k] for k in given.index]), y
+
+
+def _curve_from_probabilities(scores: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """Estimated precision and recall of "copy when score >= t" at every distinct score, when each
+    pair is a copy with probability ``p``: the expected copies among the accepted pairs."""
+    order = np.argsort(-scores, kind="stable")
+    s, q = scores[order], p[order]
+    last = np.r_[s[1:] != s[:-1], True]
+    n = np.arange(1, len(s) + 1)
+    found = np.cumsum(q)
+    return pd.DataFrame({"threshold": s[last], "accepted": n[last], "precision": found[last] / n[last],
+                         "recall": found[last] / max(found[-1], 1e-12)})
+
+
+def from_labels(pairs: pd.DataFrame, labels: pd.DataFrame, method: str, one_folder: bool = False) -> Calibration:
+    """A calibration from pairs you labelled among a search's ``pairs`` (:func:`as_labels`,
+    :func:`read_labels`): the probability of "copy" at each score is the isotonic regression of
+    your labels on the score, so you may label where you look (near the threshold, as the report
+    suggests) rather than a fair sample; precision and recall at a threshold are then estimated
+    over *all* the search's pairs (a labelled pair counts as labelled). In one folder a pair may be
+    given in either order."""
+    x, y = _labelled_scores(pairs, labels, one_folder)
     knots, rates = isotonic(x, y)
-    return Calibration(method, knots, rates, pr_curve(x, y, int(y.sum())), len(y), int(y.sum()),
-                       f"{len(y)} pairs you labelled ({int(y.sum())} copies): precision among the labelled pairs above "
-                       "the threshold, recall among the labelled copies, as good as they are a fair sample",
-                       "labelled pairs")
+    scores = pairs.score.to_numpy(float)
+    p = np.interp(scores, knots, rates)
+    if "label" in pairs:
+        p = np.where(pairs["label"] == "copy", 1.0, np.where(pairs["label"] == "not copy", 0.0, p))
+    return Calibration(method, knots, rates, _curve_from_probabilities(scores, p), len(y), int(y.sum()),
+                       f"{len(y)} pairs you labelled ({int(y.sum())} copies): the chance of a copy at each score "
+                       "fitted to your labels, counted over all the pairs of this search", "labelled pairs",
+                       intervals=_label_intervals(x, y, scores))
+
+
+def _label_intervals(x: np.ndarray, y: np.ndarray, scores: np.ndarray, samples: int = 200) -> np.ndarray:
+    """Bootstrap of the labels (seeded): the estimated precision at each distinct score for each
+    resample, rows = resamples, columns = the curve's thresholds (highest first)."""
+    rng = np.random.RandomState(0)
+    curves = []
+    for _ in range(samples):
+        i = rng.randint(len(x), size=len(x))
+        if y[i].all() or not y[i].any():
+            continue
+        k, r = isotonic(x[i], y[i])
+        curves.append(_curve_from_probabilities(scores, np.interp(scores, k, r)).precision.to_numpy())
+    return np.array(curves)
 
 
 @dataclass(frozen=True)

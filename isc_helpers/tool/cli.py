@@ -20,7 +20,7 @@ from ..core.profile import get_profile
 from ..core.train_config import default_config, option_fields
 from ..datasets import dataset, minidisc, transfer
 from ..ideas import training
-from . import calibration, checks, collection, outputs, pipeline, report, run
+from . import calibration, checks, collection, copy_outputs, outputs, pipeline, report, run
 from .copy_index import CopyIndex
 
 
@@ -255,11 +255,12 @@ def _find_copies_work(args):
     if not 0 < precision <= 1:
         raise SettingError(f"--precision must be in (0, 1], e.g. 0.9; got {args.precision}.")
     if args.out:
-        collection.check_out(args.out, args.overwrite, also=(report.REPORT_FILE,))
+        copy_outputs.check_out(args.out, args.overwrite)
+        outputs.refuse_inputs(args.out, [args.folder, args.queries, args.references])
     if args.labels and args.out and Path(args.labels).expanduser().resolve() in [
-            (Path(args.out).expanduser() / f).resolve() for f in (*collection.OUTPUT_FILES, report.REPORT_FILE)]:
+            (Path(args.out).expanduser() / f).resolve() for f in copy_outputs.OUTPUT_FILES]:
         raise SettingError(f"--labels {args.labels} would be replaced by this run's output: copy it elsewhere first, or "
-                         f"fill in {collection.TO_LABEL} (never replaced).")
+                           f"fill in {copy_outputs.TO_LABEL} (never replaced).")
     labels = calibration.read_labels(args.labels) if args.labels else None
     pairs = collection.find_copies(args.folder, args.queries, args.references, method=args.method, k=args.k,
                                    skip_bad=args.skip_bad_images, calibrate=args.threshold is None, labels=labels)
@@ -273,19 +274,20 @@ def _find_copies_work(args):
             threshold, how = math.inf, f"{e} No pair is decided copy; the probabilities are in pairs.csv"
     written = {}
     if args.out:
-        written = collection.write_outputs(args.out, pairs, threshold, args.folder is not None, args.overwrite)
-        written["report"] = _find_copies_report(args, pairs, threshold, how)
+        written = copy_outputs.write_outputs(args.out, pairs, threshold, args.folder is not None, args.overwrite,
+                                             report=lambda path, decided: _find_copies_report(args, decided, threshold,
+                                                                                              how, path))
     return pairs, threshold, how, written
 
 
-def _find_copies_report(args, pairs, threshold, how):
-    """OUT/report.html of `isc-course find-copies`: thumbnails read from the folders searched."""
+def _find_copies_report(args, decided, threshold, how, path):
+    """The report of `isc-course find-copies`: thumbnails read from the folders searched."""
     roots = {side: Path(folder).expanduser() for side, folder in
              (("query", args.folder or args.queries), ("reference", args.folder or args.references))}
     where = args.folder or f"{args.queries} in {args.references}"
-    return report.write_report(collection.decide(pairs, threshold), lambda side, image_id: roots[side] / image_id,
-                               Path(args.out) / report.REPORT_FILE, title=f"Copies: {where} ({args.method})",
-                               threshold=threshold, note=f"Decision: {how}.")
+    return report.write_report(decided, lambda side, image_id: roots[side] / image_id, path,
+                               title=f"Copies: {where} ({args.method})", threshold=threshold,
+                               note=f"Decision: {how}.")
 
 
 def _find_copies(args) -> int:
@@ -294,7 +296,7 @@ def _find_copies(args) -> int:
     print(f"{len(copies)} pair(s) decided copy ({args.method}), of {len(pairs)} candidates; {how}"
           + (f"; {len(pairs.attrs['skipped'])} unreadable image(s) left out" if pairs.attrs.get("skipped") else ""))
     if written:
-        print("\n".join(str(p) for p in written.values()))
+        print("\n".join(f"note: {p}" if k == "note" else str(p) for k, p in written.items()))
     elif len(copies):
         cols = ["query", "reference", "score"] + (["probability"] if "probability" in copies else []) + ["stage"]
         print(copies[cols].to_string(index=False))
@@ -321,7 +323,7 @@ def _index_work(args):
         _check_hits_target(args, idx)
     hits = idx.search(_images(args), k=args.k, skip_bad=args.skip_bad_images, progress=True)
     if args.out:
-        atomic_write(Path(args.out), lambda t: hits.to_csv(t, index=False))
+        atomic_write(Path(args.out), lambda t: hits.to_csv(t, index=False, encoding="utf-8", errors="surrogateescape"))
         return {"hits": len(hits), "out": str(args.out), "skipped": len(hits.attrs.get("skipped", {}))}
     return hits
 
@@ -397,6 +399,9 @@ READS = {"run": "the inputs", "find-copies": "the folders", "index": "the index 
 def main(argv=None) -> int:
     """``isc-course``: every error a user can cause (:class:`~isc_helpers.core.errors.CourseError`,
     a file that cannot be read or written, Ctrl-C) ends with one line on stderr, never a traceback."""
+    for stream in (sys.stdout, sys.stderr):       # a file name that is not UTF-8 prints as escapes, never fails
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = parser().parse_args(argv)
     try:
         if args.cmd != "check":                 # an unknown ISC_PROFILE is an error before any work

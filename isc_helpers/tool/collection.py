@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..core import formats, search
 from ..core.errors import CourseError, SettingError
-from ..core.images import check_image, load_image, unreadable_images_error
+from ..core.images import check_image, detail_problem, load_image, unreadable_images_error
 from ..datasets import minidisc
 from ..datasets.dataset import Dataset
 from . import calibration, outputs, pipeline
@@ -52,9 +52,15 @@ class Collection:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (hidden files and folders skipped), sorted by relative path."""
-    found = []
-    for here, dirs, files in os.walk(folder):
+    """Image files below ``folder`` (hidden files and folders skipped; a linked subfolder is followed
+    once, a link back to a folder already walked is not), sorted by relative path."""
+    found, seen = [], set()
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:                          # a link back up the tree: walked already
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found += [Path(here) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in PHOTO_EXTS]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
@@ -81,6 +87,10 @@ def image_files(files, skip_bad: bool = False) -> Collection:
     paths = sorted({Path(p).expanduser().resolve() for p in files})
     if not paths:
         raise CollectionError("No images given: give a folder or at least one image file.")
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise CollectionError(f"{folders[0]} is a folder among image files; give one folder alone, or image files "
+                              "only.")
     return _checked(Path(os.path.commonpath([p.parent for p in paths])), paths, skip_bad)
 
 
@@ -88,7 +98,7 @@ def _checked(root: Path, files: list[Path], skip_bad: bool) -> Collection:
     """The files below ``root`` as a collection, each checked: all unreadable ones are listed in one
     :class:`~isc_helpers.core.images.ImageError`, or with ``skip_bad`` left out (``Collection.skipped``)."""
     ids = [p.relative_to(root).as_posix() for p in files]
-    bad = {i: why for i, p in zip(ids, files) if (why := check_image(p))}
+    bad = {i: why for i, p in zip(ids, files) if (why := check_image(p) or detail_problem(p))}
     if bad and not skip_bad:
         raise unreadable_images_error(bad, str(root), "Fix or remove them, or pass --skip-bad-images to leave "
                                       "them out.")
@@ -167,6 +177,8 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     one_folder = qs is rs
     found, ctx = pipeline.predict(ds, method, k + 1 if one_folder else k, progress=progress)   # +1: the image itself
     pairs = _one_folder_pairs(found) if one_folder else _two_folder_pairs(found, ds)
+    if labels is not None:
+        pairs = with_labels(pairs, labels, one_folder)
     fitted = (calibration.from_labels(pairs, labels, pipe.name, one_folder) if labels is not None
               else _calibrate(pipe, qs, rs, pairs.score.to_numpy(), train, k, ctx.fitted, progress)
               if calibrate else None)
@@ -209,16 +221,33 @@ def operating_point(pairs: pd.DataFrame, precision: float = calibration.DEFAULT_
 def decide(pairs: pd.DataFrame, threshold: float | None = None,
            precision: float = calibration.DEFAULT_PRECISION) -> pd.DataFrame:
     """``pairs`` with a ``decision`` column: "copy" where the score is at least ``threshold``;
-    without one, at least the calibrated threshold for ``precision`` (:func:`operating_point`)."""
+    without one, at least the calibrated threshold for ``precision`` (:func:`operating_point`).
+    A pair you labelled (a ``label`` column: "copy" or "not copy") is decided as you labelled it."""
     if threshold is None:
         threshold = operating_point(pairs, precision).threshold
-    return pairs.assign(decision=np.where(pairs.score >= threshold, "copy", "not copy"))
+    decision = np.where(pairs.score >= threshold, "copy", "not copy")
+    if "label" in pairs:
+        labelled = pairs["label"].isin(["copy", "not copy"]).to_numpy()
+        decision = np.where(labelled, pairs["label"].to_numpy(object), decision)
+    return pairs.assign(decision=decision)
 
 
-def groups(pairs: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Copy groups: the connected components of the pairs scoring at least ``threshold``
-    (union-find), as rows (group, image); largest group first, numbered from 1. Images in no
+def with_labels(pairs: pd.DataFrame, labels: pd.DataFrame, one_folder: bool) -> pd.DataFrame:
+    """``pairs`` with a ``label`` column: "copy", "not copy" or "" for each pair you labelled
+    (:func:`calibration.as_labels`; in one folder a pair may be labelled in either order)."""
+    labels = calibration.as_labels(labels)
+    key = calibration.pair_keys
+    given = dict(zip(key(labels["query"], labels["reference"], one_folder), labels["copy"]))
+    mine = key(pairs["query"], pairs["reference"], one_folder)
+    return pairs.assign(label=["" if k not in given else "copy" if given[k] else "not copy" for k in mine])
+
+
+def groups(pairs: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+    """Copy groups: the connected components of the pairs decided copy (:func:`decide` at
+    ``threshold``, or the ``decision`` column already there; a pair labelled "not copy" never
+    joins two images), as rows (group, image); largest group first, numbered from 1. Images in no
     accepted pair are in no group."""
+    decided = pairs if threshold is None and "decision" in pairs else decide(pairs, threshold)
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -226,7 +255,7 @@ def groups(pairs: pd.DataFrame, threshold: float) -> pd.DataFrame:
             parent[x] = parent[parent[x]]          # path halving
             x = parent[x]
         return x
-    for a, b in pairs.loc[pairs.score >= threshold, ["query", "reference"]].itertuples(index=False):
+    for a, b in decided.loc[decided.decision == "copy", ["query", "reference"]].itertuples(index=False):
         ra, rb = root(a), root(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
@@ -236,53 +265,3 @@ def groups(pairs: pd.DataFrame, threshold: float) -> pd.DataFrame:
     ordered = sorted(members.values(), key=lambda m: (-len(m), m[0]))
     rows = [(g, image) for g, m in enumerate(ordered, 1) for image in m]
     return pd.DataFrame(rows, columns=["group", "image"])
-
-
-OUTPUT_FILES = ("pairs.csv", "groups.csv")
-
-
-TO_LABEL = "to_label.csv"
-TO_LABEL_PAIRS = 40
-
-
-def to_label(pairs: pd.DataFrame, threshold: float, n: int = TO_LABEL_PAIRS) -> pd.DataFrame:
-    """Pairs worth labelling to calibrate on your own collection (``find-copies --labels``): ``n``
-    pairs at evenly spaced ranks among the best pairs, down to twice as many as ``threshold``
-    accepts (at least ``n``), with an empty ``copy`` column to fill in. Evenly spaced ranks make
-    them a fair sample: each stands for as many pairs as the next, so the share of copies among
-    the labelled pairs above a threshold estimates the precision there."""
-    ordered = pairs.sort_values("score", ascending=False, kind="stable")
-    window = min(len(ordered), max(n, 2 * int((ordered.score >= threshold).sum())))
-    picked = ordered.iloc[np.unique(np.linspace(0, window - 1, min(n, window)).round().astype(int))] if window else ordered
-    return pd.DataFrame({"query": picked["query"].to_numpy(), "reference": picked["reference"].to_numpy(),
-                         "score": picked.score.to_numpy(), "copy": ""})
-
-
-def check_out(out, overwrite: bool, also: tuple = ()) -> None:
-    """Refuse an ``out`` that already holds outputs of an earlier run (``OUTPUT_FILES`` and the
-    file names in ``also``, e.g. the report), unless ``overwrite``."""
-    outputs.refuse_existing(outputs.check_folder_target(out), (*OUTPUT_FILES, *also), overwrite)
-
-
-def write_outputs(out, pairs: pd.DataFrame, threshold: float, one_folder: bool, overwrite: bool = False) -> dict:
-    """Write ``pairs.csv`` (query, reference, score, probability when calibrated, decision, stage)
-    and, for one folder, ``groups.csv`` (group, image); with ``overwrite`` an earlier run's files
-    are replaced. ``to_label.csv`` (:func:`to_label`) is written only when absent: it is yours to
-    fill in."""
-    out = Path(out)
-    check_out(out, overwrite)
-    columns = ["query", "reference", "score"] + (["probability"] if "probability" in pairs else []) + ["decision",
-                                                                                                      "stage"]
-    decided = decide(pairs, threshold)[columns]
-    written = {"pairs": out / "pairs.csv"}
-    formats.atomic_write(written["pairs"], lambda t: decided.to_csv(t, index=False, float_format="%.6g"))
-    if one_folder:
-        written["groups"] = out / "groups.csv"
-        formats.atomic_write(written["groups"], lambda t: groups(pairs, threshold).to_csv(t, index=False))
-    else:
-        (out / "groups.csv").unlink(missing_ok=True)       # never leave an earlier run's groups beside new pairs
-    if not (out / TO_LABEL).exists():                      # you may be filling it in: never replaced
-        written["to_label"] = out / TO_LABEL
-        formats.atomic_write(written["to_label"], lambda t: to_label(pairs, threshold).to_csv(t, index=False,
-                                                                                          float_format="%.6g"))
-    return written
