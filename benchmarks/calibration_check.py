@@ -1,8 +1,8 @@
-"""Does a calibrated threshold keep its promise? (issue 16: decisions, not just scores)
+"""Does a calibrated threshold keep its promise on two folders (queries among references)?
 
 For each method and dataset (mini-DISC, the transfer set): run `find-copies`' own path on the
-dataset's query and reference folders (``collection.find_copies``: the search, then the
-calibration probe of decoys and planted copies searched in the references), take the threshold
+dataset's query and reference folders (``collection.find_copies``: the search, then planted copies
+of the references searched in them, and the estimate from the collection's own pairs), take the threshold
 estimated to give precision 0.9 (and 0.8), and measure the precision and recall really reached
 there with the dataset's ground truth, beside the estimate. Nothing is chosen on either set. Writes benchmarks/results/calibration_<profile>.json and prints a Markdown table.
 
@@ -32,7 +32,7 @@ def measured(ds, method: str, mini, precisions) -> list[dict]:
                           "reference_id": pairs["reference"].str.split(".").str[0], "score": pairs.score})
     fitted = pairs.attrs["calibration"]
     return [{**calibration.check(collection.operating_point(pairs, p), preds, ds.ground_truth()),
-             "probe_images": fitted.queries, "planted": fitted.copies, "seconds": seconds} for p in precisions]
+             "planted": fitted.copies, "seconds": seconds} for p in precisions]
 
 
 def main():

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isc_helpers.tool import calibration
+from isc_helpers.tool import calibration, probe
 
 
 def test_isotonic_is_monotone_and_keeps_the_copy_rate():
@@ -72,30 +72,34 @@ def test_weighted_isotonic_equals_repeated_points():
     assert np.allclose(k1, k2) and np.allclose(r1, r2)
 
 
-def _probe_search(rng, n_decoys=400, n_planted=100, n_refs=400, k=5):
-    """A synthetic probe search: false candidates score ~U(0, 0.6) (k per image), a planted copy's
-    source ~U(0.5, 1)."""
-    rows = [(q, rng.randint(n_refs), rng.uniform(0, 0.6)) for q in range(n_decoys) for _ in range(k)]
+def _planted_search(rng, n_planted=100, n_refs=400, k=5):
+    """A synthetic probe search: planted copy i's original (position sources[i]) scores ~U(0.5, 1),
+    its other candidates ~U(0, 0.7)."""
     sources = rng.choice(n_refs, n_planted, replace=False).tolist()
-    rows += [(n_decoys + i, s, rng.uniform(0.5, 1.0)) for i, s in enumerate(sources)]
-    rows += [(n_decoys + i, (s + 1 + j) % n_refs, rng.uniform(0, 0.6)) for i, s in enumerate(sources) for j in range(k)]
-    probe = calibration.Probe(Path("."), [Path(f"p{i}") for i in range(n_decoys + n_planted)], n_decoys, sources)
-    return probe, pd.DataFrame(rows, columns=["q", "r", "score"])
+    rows = [(i, s, rng.uniform(0.5, 1.0)) for i, s in enumerate(sources)]
+    rows += [(i, (s + 1 + j) % n_refs, rng.uniform(0, 0.7)) for i, s in enumerate(sources) for j in range(k)]
+    planted = probe.Probe(Path("."), [Path(f"p{i}") for i in range(n_planted)], sources)
+    return planted, pd.DataFrame(rows, columns=["q", "r", "score"])
 
 
-def test_fit_estimates_precision_from_decoys_whatever_the_share_of_copies():
+def test_the_collections_own_pairs_give_its_precision_whatever_its_false_pairs():
+    """False pairs of the collection itself (here with a tail reaching into the copies' scores,
+    which no outside decoy would show) and copies common or rare: the estimate follows."""
     rng = np.random.RandomState(0)
-    probe, found = _probe_search(rng)
-    for n_images, n_copies in ((1000, 300), (1000, 60)):     # copies common, then rare
-        false = rng.uniform(0, 0.6, 5 * n_images)            # every image brings 5 false candidates
+    planted, found = _planted_search(rng)
+    for n_false, n_copies, tail in ((5000, 300, 0.7), (5000, 60, 0.7), (5000, 60, 0.85)):
+        false = rng.uniform(0, tail, n_false)
         true = rng.uniform(0.5, 1.0, n_copies)
-        c = calibration.fit("m", probe, found, np.r_[false, true], n_queries=n_images)
+        c = probe.fit("m", planted, found, np.r_[false, true])
         p = c.operating_point(0.9)
         real = (true >= p.threshold).sum() / ((true >= p.threshold).sum() + (false >= p.threshold).sum())
-        assert abs(real - p.precision) < 0.1 and real > 0.8, (n_copies, p, real)
+        assert abs(real - p.precision) < 0.1 and real > 0.8, (n_copies, tail, p, real)
         assert abs(p.recall - (true >= p.threshold).mean()) < 0.15
-        assert c.probability([0.2])[0] < 0.05 and c.probability([0.9])[0] > 0.9
-    assert c.queries == 500 and c.copies == 100
+        assert p.precision_low <= p.precision <= p.precision_high
+        assert c.probability([0.2])[0] < 0.05 and c.probability([0.97])[0] > 0.8
+    few = probe.Probe(Path("."), planted.paths[:5], planted.sources[:5])
+    with pytest.raises(calibration.CalibrationError, match="too small or too uniform"):
+        probe.fit("m", few, found[found.q < 5], np.r_[false, true])
 
 
 # ------------------------------------------------------------------ your own labels
@@ -122,10 +126,15 @@ def test_a_calibration_from_labels_is_the_labelled_pairs_precision(tmp_path):
     with pytest.raises(calibration.CalibrationError, match="not among this search's candidate pairs"):
         calibration.from_labels(_PAIRS, labels, "m")                   # (x, a) is (a, x) only in one folder
     c = calibration.from_labels(_PAIRS, labels, "m", one_folder=True)
-    p = c.operating_point(0.6)                  # labelled scores 0.95 yes, 0.7 no, 0.6 yes, 0.3 no
-    assert (p.threshold, p.precision, p.recall) == (0.6, pytest.approx(2 / 3), 1.0)
-    assert c.operating_point(0.9).threshold == 0.95
-    assert c.queries == 4 and c.copies == 2 and "4 labelled pairs" in c.describe(p)
+    # labelled scores 0.95 yes, 0.7 no, 0.6 yes, 0.3 no: the isotonic fit is 0 at 0.3, 1/2 at the
+    # mean score 0.65 of the pooled 0.6 (yes) and 0.7 (no), 1 at 0.95; the unlabelled pair at 0.9
+    # gets 1/2 + (0.25 / 0.3) / 2. Precision at a threshold: the mean chance over all pairs above it.
+    p09 = 0.5 + 0.25 / 0.3 / 2
+    p = c.operating_point(0.9)
+    assert (p.threshold, p.precision) == (0.9, pytest.approx((1 + p09) / 2))
+    assert c.operating_point(0.6).threshold == 0.6 and c.operating_point(0.8).threshold == 0.7
+    assert c.operating_point(0.99).threshold == 0.95
+    assert c.queries == 4 and c.copies == 2 and "4 pairs you labelled" in c.describe(p)
     assert c.probability([0.95])[0] == 1.0 and c.probability([0.3])[0] == 0.0
 
 
@@ -159,3 +168,23 @@ def test_bad_labels_say_what_to_do(tmp_path, text, message):
         calibration.from_labels(_PAIRS, _labels(tmp_path, text), "m")
     with pytest.raises(calibration.CalibrationError, match="No labels file"):
         calibration.read_labels(tmp_path / "missing.csv")
+
+
+def test_prior_shift_recovers_the_collections_share_of_copies():
+    """Probabilities fitted where copies were half the pairs, on a collection where they are a
+    tenth: EM finds the tenth, and the shifted probabilities are calibrated there."""
+    from isc_helpers.tool import calibration, probe
+    rng = np.random.RandomState(0)
+    y = rng.rand(20000) < 0.1
+    x = np.where(y, rng.normal(1.5, 1, y.size), rng.normal(-1.5, 1, y.size))
+    lr = np.exp(3 * x)                                   # the exact likelihood ratio of the two normals
+    p_fitted_at_half = lr / (lr + 1)
+    q, share = calibration.prior_shift(p_fitted_at_half, 0.5)
+    assert abs(share - y.mean()) < 0.01
+    top = q > 0.8
+    assert abs(y[top].mean() - q[top].mean()) < 0.03    # calibrated where it matters
+    cal = calibration.from_probabilities("m", p_fitted_at_half[:3000], 0.5, "test", samples=30)
+    point = cal.operating_point(0.9)
+    assert point.precision_low <= point.precision <= point.precision_high
+    reached = y[:3000][p_fitted_at_half[:3000] >= point.threshold].mean()
+    assert abs(reached - 0.9) < 0.07, reached

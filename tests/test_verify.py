@@ -171,3 +171,28 @@ def test_rerank_dataset_verifies_the_top_k_both_ways(mini):
     table = out.table(mini.ground_truth())
     assert list(table.columns) == ["uAP", "recall@P90", "recall@1"] and len(table) == 3
     assert ((table.uAP >= 0) & (table.uAP <= 1)).all()
+
+
+def test_coverage_and_the_evidence_fusion():
+    """Inliers spread over the image cover more of it than inliers bunched in a corner; the evidence
+    model learns from the inliers what the global score alone cannot tell."""
+    from isc_helpers.ideas import verify
+    from isc_helpers.ideas.keypoints import LocalFeatures
+    feats = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (100, 100))
+    spread = np.array([[5, 5], [95, 5], [5, 95], [95, 95]], np.float32)
+    res = verify.PairResult(4, 4, None, spread, spread, np.ones(4, bool))
+    assert verify.coverage(res, feats, feats) == pytest.approx(0.81)
+    bunched = verify.PairResult(4, 4, None, spread / 10, spread, np.ones(4, bool))
+    assert verify.coverage(bunched, feats, feats) == pytest.approx(0.0081)
+    assert verify.coverage(verify.PairResult(2, 2), feats, feats) == 0.0
+    rng = np.random.RandomState(0)
+    n = 400
+    copy = rng.rand(n) < 0.3
+    table = pd.DataFrame({"query_id": [f"Q{i // 4:05d}" for i in range(n)], "reference_id": [f"R{i:06d}" for i in range(n)],
+                          "score": rng.uniform(0.5, 0.9, n),                          # the global score tells nothing
+                          "n_matches": 40, "n_inliers": np.where(copy, rng.randint(15, 40, n), rng.randint(0, 6, n)),
+                          "coverage": np.where(copy, rng.uniform(0.3, 0.9, n), rng.uniform(0, 0.05, n))})
+    gt = table.loc[copy, ["query_id", "reference_id"]]
+    fusion = verify.Fusion.fit(table, gt)
+    p = fusion.apply(table, "evidence").score.to_numpy()
+    assert p[copy].min() > p[~copy].max() and abs(fusion.prior - copy.mean()) < 1e-9

@@ -118,10 +118,6 @@ def check_image(path: str | Path) -> str | None:
     path = Path(path)
     try:
         with _open_checked(path) as im:
-            w, h = im.size
-            if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
-                return (f"{path}: {w}x{h} pixels is too small or too thin to describe (at least {MIN_SIDE} "
-                        f"pixels a side, at most {MAX_ASPECT} times longer than wide).")
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
                 im.load()
@@ -134,10 +130,16 @@ def check_image(path: str | Path) -> str | None:
         return str(_unreadable(path, e))
 
 
-def detail_problem(path: str | Path) -> str | None:
-    """Why an image that reads has nothing to describe (flat, or a smooth gradient: no visible
-    edge in its 64-pixel grey thumbnail), or None. Two such images would look alike to every
-    method without being copies of each other."""
+def describable_problem(path: str | Path) -> str | None:
+    """Why an image that reads cannot be described for copy detection, or None: too small or too
+    thin (fewer than :data:`MIN_SIDE` pixels a side, or a strip), or nothing to describe (flat, or
+    a smooth gradient: no visible edge in its 64-pixel grey thumbnail). Two such images would look
+    alike to every method without being copies of each other."""
+    with _open_checked(Path(path)) as im:
+        w, h = im.size
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
+        return (f"{path}: {w}x{h} pixels is too small or too thin to describe (at least {MIN_SIDE} pixels a "
+                f"side, at most {MAX_ASPECT} times longer than wide).")
     g = np.asarray(load_image(path, max_side=64).convert("L"), np.float32)
     edges = np.maximum(np.abs(np.diff(g, axis=0))[:, :-1], np.abs(np.diff(g, axis=1))[:-1, :])
     if (edges > 8).mean() < MIN_DETAIL:

@@ -111,10 +111,11 @@ def save(folder: Path, image_id: str, im: Image.Image, exif=None, quality: int =
         im.save(path, "JPEG", quality=quality, **({"exif": exif} if exif else {}))
 
 
-def _sources(size: dict, rng, kinds: tuple) -> tuple[list, list, list, list, list]:
+def _sources(size: dict, rng, kinds: tuple, exclude=frozenset()) -> tuple[list, list, list, list, list]:
     """(originals, lookalike halves, other photos, later new photos, backgrounds) from the pool."""
     pool = load_pool()
-    groups = [g for kind in kinds for g in pool.groups(kind).values()]
+    groups = [g for kind in kinds for g in pool.groups(kind).values()
+              if not any(str(p.relative_to(pool.root)) in exclude for p in g)]
     singles = [g[0] for g in groups if len(g) == 1]
     singles = [singles[i] for i in rng.permutation(len(singles))]
     halves = [g for g in groups if len(g) == 2]
@@ -154,19 +155,20 @@ def _later(tmp: Path, later_new, others: list[str], n_copies: int, name, rng, as
     return later
 
 
-def build_photo_folder(work, size: dict | None = None, seed: int = 9,
-                       kinds: tuple = ("transfer_photos",)) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def build_photo_folder(work, size: dict | None = None, seed: int = 9, kinds: tuple = ("transfer_photos",),
+                       exclude=frozenset()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The folder ``work/photos``, a later batch ``work/later`` and their truth in ``work/truth``
     (built once; a second call reads it back): (planted copies, lookalike pairs, later batch).
     ``size``: per_kind (originals per kind of copy), lookalike_pairs, others, later_new,
     later_copies; default the profile's (:attr:`~isc_helpers.core.profile.Profile.lesson`).
-    ``kinds``: the pool kinds the photos come from."""
+    ``kinds``: the pool kinds the photos come from; ``exclude``: pool files (relative to the pool)
+    never used."""
     work, truth = Path(work), Path(work) / "truth"
     if (truth / "planted.csv").is_file():                     # written last: the build is complete
         return tuple(pd.read_csv(truth / f"{t}.csv", keep_default_na=False) for t in ("planted", "lookalikes", "later"))
     size = size or get_profile().lesson["folder"]
     rng = np.random.RandomState(seed)
-    originals, halves, others, later_new, elsewhere = _sources(size, rng, kinds)
+    originals, halves, others, later_new, elsewhere = _sources(size, rng, kinds, exclude)
     assets = EditAssets(overlays=load_pool().files("overlays"), backgrounds=elsewhere)
     name, tmp = namer(rng), work / "build.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -183,6 +185,7 @@ def build_photo_folder(work, size: dict | None = None, seed: int = 9,
         save(tmp / "photos", other_ids[-1], load_image(src))
     later = _later(tmp, later_new, other_ids, size["later_copies"], name, rng, assets)
     for folder in ("photos", "later"):
+        (tmp / folder).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(work / folder, ignore_errors=True)
         (tmp / folder).rename(work / folder)
     shutil.rmtree(tmp)

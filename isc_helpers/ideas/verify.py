@@ -71,20 +71,37 @@ def verify_pair(a: LocalFeatures, b: LocalFeatures, ratio: float = 0.8, method: 
     return PairResult(len(src), int(inl.sum()), H, src, dst, inl)
 
 
+def coverage(res: PairResult, a: LocalFeatures, b: LocalFeatures) -> float:
+    """How much of each image the agreeing keypoints span: the smaller of the two shares of the
+    image covered by the inliers' bounding box (0 with fewer than 3 inliers). A copy's inliers
+    spread over what it shows; chance agreements bunch up."""
+    if res.n_inliers < 3:
+        return 0.0
+    shares = []
+    for pts, (w, h) in ((res.src[res.inliers], a.size), (res.dst[res.inliers], b.size)):
+        span = pts.max(0) - pts.min(0)
+        shares.append(float(span[0] * span[1]) / max(1.0, float(w * h)))
+    return min(shares)
+
+
 def verify_candidates(preds: pd.DataFrame, queries: FeatureStore, references: FeatureStore, k: int = 10,
                       progress: bool = False, **kwargs) -> pd.DataFrame:
     """Verify each query's ``k`` best candidates (by ``score``); adds their ``rank`` within the
-    query (0 = best), n_matches, n_inliers and seconds per pair. Only verified candidates remain."""
+    query (0 = best), n_matches, n_inliers, the inliers' ``coverage`` and seconds per pair. Only
+    verified candidates remain."""
     from tqdm.auto import tqdm
     top = top_k(preds, k)
-    n_m, n_i, secs = [], [], []
+    n_m, n_i, cov, secs = [], [], [], []
     for q, r in tqdm(zip(top.query_id, top.reference_id), total=len(top), desc="verify", disable=not progress):
         t0 = time.perf_counter()
-        res = verify_pair(queries[q], references[r], **kwargs)
+        a, b = queries[q], references[r]
+        res = verify_pair(a, b, **kwargs)
         secs.append(time.perf_counter() - t0)
         n_m.append(res.n_matches)
         n_i.append(res.n_inliers)
-    return top.assign(n_matches=np.array(n_m, int), n_inliers=np.array(n_i, int), seconds=np.array(secs))
+        cov.append(coverage(res, a, b))
+    return top.assign(n_matches=np.array(n_m, int), n_inliers=np.array(n_i, int), coverage=np.array(cov),
+                      seconds=np.array(secs))
 
 
 # ------------------------------------------------------------------ probabilities and fusion
@@ -118,11 +135,24 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
+def _evidence(d: pd.DataFrame) -> np.ndarray:
+    """A pair's evidence: its global score, how far above its query's other candidates it stands
+    (score minus the median of the query's candidates: a score means more when it stands out), the
+    SIFT inliers (log), the share of matches that are inliers and the inliers' coverage."""
+    s = d.score.to_numpy(float)
+    contrast = s - d.groupby("query_id").score.transform("median").to_numpy(float)
+    inliers = d.n_inliers.to_numpy(float)
+    return np.column_stack([s, contrast, np.log1p(inliers), inliers / np.maximum(d.n_matches.to_numpy(float), 1.0),
+                            d.coverage.to_numpy(float)])
+
+
 FEATURES = {"global": lambda d: d[["score"]].to_numpy(float),
             "local": lambda d: np.log1p(d[["n_inliers"]].to_numpy(float)),
             "both": lambda d: np.column_stack([d.score.to_numpy(float), np.log1p(d.n_inliers.to_numpy(float))]),
-            "pair": lambda d: np.column_stack([d.score.to_numpy(float), _logit(d.p_pair)])}
-NEEDS = {"global": ["score"], "local": ["n_inliers"], "both": ["score", "n_inliers"], "pair": ["score", "p_pair"]}
+            "pair": lambda d: np.column_stack([d.score.to_numpy(float), _logit(d.p_pair)]),
+            "evidence": _evidence}
+NEEDS = {"global": ["score"], "local": ["n_inliers"], "both": ["score", "n_inliers"], "pair": ["score", "p_pair"],
+         "evidence": ["score", "n_inliers", "n_matches", "coverage"]}
 
 
 def label(df: pd.DataFrame, gt: pd.DataFrame) -> np.ndarray:
@@ -134,8 +164,11 @@ def label(df: pd.DataFrame, gt: pd.DataFrame) -> np.ndarray:
 @dataclass
 class Fusion:
     """Logistic models fitted on verified candidates of a training-image task, each turning evidence
-    into a probability of "copy": p(copy | global score), p(copy | inliers), p(copy | both)."""
+    into a probability of "copy": p(copy | global score), p(copy | inliers), p(copy | both), ...
+    ``prior``: the share of copies among the pairs they were fitted on (a collection with another
+    share shifts the probabilities: :func:`isc_helpers.tool.calibration.prior_shift`)."""
     weights: dict
+    prior: float = 0.5
 
     @classmethod
     def fit(cls, verified: pd.DataFrame, gt: pd.DataFrame) -> "Fusion":
@@ -143,13 +176,14 @@ class Fusion:
         a :class:`PairVerifier`)."""
         y = label(verified, gt)
         return cls({name: fit_logistic(f(verified), y) for name, f in FEATURES.items()
-                    if all(c in verified.columns for c in NEEDS[name])})
+                    if all(c in verified.columns for c in NEEDS[name])}, float(np.mean(y)))
 
     def probability(self, verified: pd.DataFrame, which: str) -> np.ndarray:
         return _predict(self.weights[which], FEATURES[which](verified))
 
     def apply(self, verified: pd.DataFrame, how: str) -> pd.DataFrame:
         """New predictions: ``global`` (p(copy | global score)), ``local`` (p(copy | inliers)),
+        ``evidence`` (one logistic model of the pair's whole evidence: :func:`_evidence`),
         ``sum`` or ``max`` of the two, ``logistic`` (both features in one fit), or ``pair``
         (global score and a pair verifier's log-odds in one fit)."""
         if how not in FUSIONS:
@@ -157,13 +191,13 @@ class Fusion:
         return verified[["query_id", "reference_id"]].assign(score=_fused(self, verified, how))
 
 
-FUSIONS = ("global", "local", "sum", "max", "logistic", "pair")
+FUSIONS = ("global", "local", "sum", "max", "logistic", "pair", "evidence")
 
 
 def _fused(fusion: Fusion, verified: pd.DataFrame, how: str) -> np.ndarray:
     """The fused score of each verified pair (see :meth:`Fusion.apply`)."""
-    if how in ("logistic", "pair"):
-        return fusion.probability(verified, "both" if how == "logistic" else "pair")
+    if how in ("logistic", "pair", "evidence"):
+        return fusion.probability(verified, {"logistic": "both"}.get(how, how))
     g = fusion.probability(verified, "global")
     if how == "global":
         return g

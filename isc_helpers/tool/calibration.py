@@ -1,53 +1,26 @@
 """Decisions, not just scores (lesson 09): a method's raw score mapped to an estimated probability
 of "copy", and the threshold that gives a target precision, *on the collection searched*.
 
-A raw score means different things for different methods and collections: a cosine of 0.75 is
-SSCD's 90%-precision point on DISC21, not anyone else's, and how many non-copies score high
-depends on how crowded the collection is and how many of its images have copies at all. So the
-course measures both on the collection itself, by searching it with a **probe**
-(:func:`make_probe`, the way proteomics estimates false discoveries with decoys):
-
-* **decoys**: edited photos from outside the collection (a dataset's training photos, the edits
-  taking turns between mini-DISC's AugLy sampler and the second generator): every candidate
-  they get is a false one;
-* **planted copies**: edited copies of some of the collection's own images, searched in it:
-  how often a copy's source is found at each score (the *recall*); their other candidates are
-  false too (a copy also resembles its original's neighbours).
-
-Together they measure how many false pairs an image searched brings at each score (the
-*false-accept rate*). With ``n`` images searched, about ``n x false-accept rate(t)`` of the pairs
-scoring at least ``t`` are false, whatever the share of copies; the rest of the pairs observed are copies. Hence the
-estimated precision at ``t`` and the threshold for a target precision
-(:meth:`Calibration.operating_point`), and per pair the estimated **probability** of being a copy
-(:func:`fit`: an isotonic regression of "observed pair" against "decoy pair, weighted n / decoys"
-on the score). The estimates are as good as the decoys are like the collection's own non-copies
-(photos of another kind make them optimistic); in one folder a false pair found from both of its
-images counts twice, so there they are conservative. :func:`check` measures the precision and
-recall really reached on a dataset with ground truth, beside the estimate.
+A raw score means different things for different methods and collections, so a
+:class:`Calibration` is made for each search: from the collection's own pairs and planted copies
+of its images (:mod:`~isc_helpers.tool.probe`), or from pairs you labelled (:func:`from_labels`:
+the chance of a copy at each score fitted to your labels, counted over all the search's pairs).
+:meth:`Calibration.operating_point` gives the lowest threshold whose estimated precision reaches a
+target, with a 90% interval; :func:`check` measures the precision and recall really reached on a
+dataset with ground truth, beside the estimate.
 """
 from __future__ import annotations
 
 import csv
-import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..core import cache, metrics
+from ..core import metrics
 from ..core.errors import CourseError, SettingError
-from ..core.images import load_image
-from ..datasets import build, minidisc
-from ..datasets.dataset import Dataset
-from ..datasets.tuning import TUNING_EDITORS
 
-PROBE_SEED = 11
-PROBE_VERSION = 1
-MAX_DECOYS = 400               # decoy images (training photos, each edited twice by each generator)
-DECOYS_PER_PHOTO = 4
-MAX_PLANTED = 100              # edited copies of the collection's own images
 DEFAULT_PRECISION = 0.9
 
 
@@ -270,6 +243,41 @@ def from_labels(pairs: pd.DataFrame, labels: pd.DataFrame, method: str, one_fold
                        intervals=_label_intervals(x, y, scores))
 
 
+def prior_shift(p: np.ndarray, prior: float, iters: int = 200) -> tuple[np.ndarray, float]:
+    """Probabilities of "copy" fitted where copies were a share ``prior`` of the pairs, adjusted to
+    a collection whose share is unknown: the share is estimated by EM on the collection's own pairs
+    (Saerens, Latinne & Decaestecker, 2002). Returns (adjusted probabilities, estimated share)."""
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    prior = float(np.clip(prior, 1e-6, 1 - 1e-6))
+    ratio = p / (1 - p) * (1 - prior) / prior
+    share = prior
+    for _ in range(iters):
+        q = share * ratio / (share * ratio + 1 - share)
+        if abs(q.mean() - share) < 1e-7:
+            break
+        share = float(q.mean())
+    return share * ratio / (share * ratio + 1 - share), share
+
+
+def from_probabilities(method: str, scores: np.ndarray, prior: float, source: str, samples: int = 200) -> Calibration:
+    """A calibration of a method whose scores are probabilities of "copy" fitted elsewhere (the
+    verified pipelines: ``verify.Fusion``, with its ``prior``): shifted to this collection's share
+    of copies (:func:`prior_shift`), precision and recall at a threshold are the expected copies
+    among the accepted pairs. The interval resamples the collection's pairs (seeded)."""
+    scores = np.asarray(scores, float)
+    q, share = prior_shift(scores, prior)
+    order = np.argsort(scores, kind="stable")
+    curve = _curve_from_probabilities(scores, q)
+    rng, runs = np.random.RandomState(0), []
+    for _ in range(samples):
+        _, s = prior_shift(scores[rng.randint(len(scores), size=len(scores))], prior)
+        ratio = np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1) * (1 - prior) / prior
+        runs.append(_curve_from_probabilities(scores, s * ratio / (s * ratio + 1 - s)).precision.to_numpy())
+    return Calibration(method, scores[order], q[order], curve, len(scores), int(round(share * len(scores))),
+                       f"{source}; the share of copies among this collection's pairs estimated at {share:.3f} "
+                       "(EM on their probabilities)", "candidate pairs", intervals=np.array(runs))
+
+
 def _label_intervals(x: np.ndarray, y: np.ndarray, scores: np.ndarray, samples: int = 200) -> np.ndarray:
     """Bootstrap of the labels (seeded): the estimated precision at each distinct score for each
     resample, rows = resamples, columns = the curve's thresholds (highest first)."""
@@ -282,110 +290,6 @@ def _label_intervals(x: np.ndarray, y: np.ndarray, scores: np.ndarray, samples: 
         k, r = isotonic(x[i], y[i])
         curves.append(_curve_from_probabilities(scores, np.interp(scores, k, r)).precision.to_numpy())
     return np.array(curves)
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Images searched in a collection to calibrate it: ``paths[:decoys]`` are decoys (edited
-    photos from outside it), the rest planted copies, ``sources[i]`` being the position in the
-    collection of planted copy i's original."""
-    root: Path
-    paths: list[Path]
-    decoys: int
-    sources: list[int]
-
-
-def _probe_plan(collection_paths, train: Dataset) -> tuple[list, list[int]]:
-    """(decoy (train id, editor) pairs, positions of the collection images to copy), seeded."""
-    rng = np.random.RandomState(PROBE_SEED)
-    photos = list(train.photo_train_ids())
-    photos = [photos[i] for i in sorted(rng.permutation(len(photos))[:MAX_DECOYS // DECOYS_PER_PHOTO])]
-    editors = TUNING_EDITORS * (DECOYS_PER_PHOTO // len(TUNING_EDITORS))
-    decoys = [(t, e) for t in photos for e in editors]
-    n = len(collection_paths)
-    return decoys, sorted(rng.choice(n, min(n, MAX_PLANTED), replace=False).tolist())
-
-
-def make_probe(collection_paths, train: Dataset, progress: bool = False) -> Probe:
-    """The probe of a collection (its image files, in the order searched): decoys made from
-    ``train``'s training photos and planted copies of a seeded sample of the collection, each
-    edited by the generators in turn; written once to the cache, keyed by their sources' content."""
-    paths = [Path(p) for p in collection_paths]
-    decoys, planted = _probe_plan(paths, train)
-    if not decoys:
-        raise CalibrationError(f"{train.name} has no training photos to make decoys of; give --threshold instead.")
-    sources = [train.image_path(t) for t, _ in decoys] + [paths[i] for i in planted]
-    key = cache.short_hash(*[cache.file_fingerprint(p) for p in sources], PROBE_SEED, PROBE_VERSION,
-                           *TUNING_EDITORS)
-    root = cache.cache_dir() / "calibration" / f"probe-{key}"
-    editors = [e for _, e in decoys] + [TUNING_EDITORS[i % 2] for i in range(len(planted))]
-    assets = minidisc.edit_assets("training")
-    plan = [(functools.partial(load_image, src), "", {}) for src in sources]
-
-    def fill(tmp: Path) -> None:
-        build.write_queries(tmp / "query", plan, lambda i, im: build.EDITORS[editors[i]](
-            im, seed=PROBE_SEED * 1_000_003 + i, assets=assets), 512, progress, "calibration probe",
-            name=lambda i: f"probe_{i:05d}")
-        (tmp / "recipe.json").write_text(json.dumps({"decoys": len(decoys), "planted": len(planted)}))
-    build.build_atomically(root, fill)
-    return Probe(root / "query", [root / "query" / f"probe_{i:05d}.jpg" for i in range(len(sources))],
-                 len(decoys), planted)
-
-
-def fit(method: str, probe: Probe, found: pd.DataFrame, observed: np.ndarray, n_queries: int,
-        one_folder: bool = False) -> Calibration:
-    """The calibration of ``method`` on one collection: ``found`` (columns q, r, score: probe
-    image q's candidates, r a position in the collection) from searching the probe in it,
-    ``observed`` the scores of the pairs the search of the collection itself gave for its
-    ``n_queries`` images. False pairs at a threshold are estimated as (images without a copy) x
-    (false pairs per decoy) + (images with a copy) x (other candidates per planted copy), the
-    number of images with a copy being estimated from the pairs observed (:func:`_copies_among`).
-    ``one_folder``: the collection searched against itself, where that number is biased towards 0
-    (its pairs are listed once, the decoys' candidates per image) and so is not stated."""
-    planted = found[found.q >= probe.decoys]
-    is_source = planted.r.to_numpy() == np.asarray(probe.sources)[planted.q.to_numpy() - probe.decoys]
-    s = {"copy": planted[is_source].groupby("q").score.max().to_numpy(float),
-         "decoy": found.score[found.q < probe.decoys].to_numpy(float),     # every candidate of a decoy is false
-         "other": planted.score[~is_source].to_numpy(float),               # so are a copy's other candidates
-         "observed": np.asarray(observed, float)}
-    n_d, n_p = max(1, probe.decoys), max(1, len(probe.sources))
-    n_copy = _copies_among(s, n_d, n_p, n_queries)
-    wd, wp = (n_queries - n_copy) / n_d, n_copy / n_p
-    t = np.unique(s["observed"])[::-1]
-    accepted = _at_least(s["observed"], t)
-    false = wd * (_at_least(s["decoy"], t) + 1) + wp * _at_least(s["other"], t)   # +1: see _copies_among
-    curve = pd.DataFrame({"threshold": t, "accepted": accepted,
-                          "precision": np.clip(1 - false / np.maximum(accepted, 1), 0, 1),
-                          "recall": _at_least(s["copy"], t) / n_p})
-    x = np.r_[s["observed"], s["decoy"], s["other"]]
-    knots, r = isotonic(x, np.r_[np.ones(len(s["observed"])), np.zeros(len(x) - len(s["observed"]))],
-                        np.r_[np.ones(len(s["observed"])), np.full(len(s["decoy"]), wd), np.full(len(s["other"]), wp)])
-    p = np.clip((2 * r - 1) / np.maximum(r, 1e-12), 0, 1)      # 1 - (false pairs / pairs) at each score
-    source = ("searching decoys (edited photos from outside the collection) and planted copies (edited copies of "
-              "its own images) in it" + ("" if one_folder else
-                                         f"; about {n_copy:.0f} of the {n_queries} images searched estimated to have a copy"))
-    return Calibration(method, knots, p, curve, len(probe.paths), len(probe.sources), source)
-
-
-def _at_least(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """How many of ``x`` are at least each threshold of ``t``."""
-    return len(x) - np.searchsorted(np.sort(x), t, side="left")
-
-
-def _copies_among(s: dict, n_d: int, n_p: int, n: int) -> float:
-    """How many of the ``n`` images searched have a copy: at each threshold t the pairs observed
-    are n_copy x (recall + other candidates per copy) + (n - n_copy) x (false pairs per decoy);
-    solved for n_copy at every t where the planted copies are found at least a fifth of the
-    time, and the median taken. (In the false-pair count, one decoy pair more than seen is added,
-    as in the knockoff+ estimate of false discoveries: beyond the decoys' highest score there may
-    still be false pairs.)"""
-    t = np.unique(s["observed"])
-    d, c, r = _at_least(s["decoy"], t) / n_d, _at_least(s["other"], t) / n_p, _at_least(s["copy"], t) / n_p
-    denom = r + c - d
-    ok = (r >= 0.2) & (denom > 0.05)
-    if not ok.any():
-        return 0.0
-    return float(np.clip(np.median((_at_least(s["observed"], t) - n * d)[ok] / denom[ok]), 0, n))
 
 
 def check(point: OperatingPoint, preds: pd.DataFrame, gt: pd.DataFrame) -> dict:

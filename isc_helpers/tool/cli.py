@@ -294,7 +294,8 @@ def _find_copies(args) -> int:
     pairs, threshold, how, written = _find_copies_work(args)
     copies = collection.decide(pairs, threshold).query("decision == 'copy'")
     print(f"{len(copies)} pair(s) decided copy ({args.method}), of {len(pairs)} candidates; {how}"
-          + (f"; {len(pairs.attrs['skipped'])} unreadable image(s) left out" if pairs.attrs.get("skipped") else ""))
+          + (f"; {len(pairs.attrs['skipped'])} image(s) left out (unreadable, or nothing to describe): "
+             + "; ".join(list(pairs.attrs["skipped"].values())[:3]) if pairs.attrs.get("skipped") else ""))
     if written:
         print("\n".join(f"note: {p}" if k == "note" else str(p) for k, p in written.items()))
     elif len(copies):

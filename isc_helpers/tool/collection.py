@@ -23,10 +23,10 @@ from PIL import Image
 
 from ..core import formats, search
 from ..core.errors import CourseError, SettingError
-from ..core.images import check_image, detail_problem, load_image, unreadable_images_error
+from ..core.images import check_image, describable_problem, load_image, unreadable_images_error
 from ..datasets import minidisc
 from ..datasets.dataset import Dataset
-from . import calibration, outputs, pipeline
+from . import calibration, outputs, pipeline, probe
 
 PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -96,14 +96,17 @@ def image_files(files, skip_bad: bool = False) -> Collection:
 
 def _checked(root: Path, files: list[Path], skip_bad: bool) -> Collection:
     """The files below ``root`` as a collection, each checked: all unreadable ones are listed in one
-    :class:`~isc_helpers.core.images.ImageError`, or with ``skip_bad`` left out (``Collection.skipped``)."""
+    :class:`~isc_helpers.core.images.ImageError`, or with ``skip_bad`` left out; images with nothing
+    to describe (too small, a strip, flat) are always left out (``Collection.skipped`` says why)."""
     ids = [p.relative_to(root).as_posix() for p in files]
-    bad = {i: why for i, p in zip(ids, files) if (why := check_image(p) or detail_problem(p))}
+    bad = {i: why for i, p in zip(ids, files) if (why := check_image(p))}
     if bad and not skip_bad:
         raise unreadable_images_error(bad, str(root), "Fix or remove them, or pass --skip-bad-images to leave "
                                       "them out.")
+    bad.update({i: why for i, p in zip(ids, files) if i not in bad and (why := describable_problem(p))})
     if len(bad) == len(ids):
-        raise CollectionError(f"{root}: none of its {len(ids)} image file(s) can be read.")
+        raise CollectionError(f"{root}: none of its {len(ids)} image file(s) can be read and described:\n  "
+                              + "\n  ".join(list(bad.values())[:5]))
     keep = [n for n, i in enumerate(ids) if i not in bad]
     return Collection(root, [ids[n] for n in keep], [files[n] for n in keep], bad)
 
@@ -161,17 +164,17 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
 
     ``folder``: copies inside one collection, each pair once as (a, b) with a < b, an image never
     matched with itself. ``queries`` and ``references``: the ``k`` best references of each query.
-    ``train``: the dataset whose training images fit the method's own calibrations and make the
-    decoys of ours (default: the profile's mini-DISC, built on first use). ``calibrate`` searches
-    a probe of about 500 images in the references too (decoys and planted copies,
-    :mod:`isc_helpers.tool.calibration`). ``labels``: pairs you labelled (query, reference, copy;
-    :func:`calibration.read_labels`) calibrate instead of the probe.
+    ``train``: the dataset whose training images fit the method's own parameters (default: the
+    profile's mini-DISC, built on first use). ``calibrate`` searches up to 100 planted copies of the
+    references in them too, and estimates from them and the collection's own pairs how many pairs
+    are copies at each score (:mod:`isc_helpers.tool.probe`). ``labels``: pairs you labelled
+    (query, reference, copy; :func:`calibration.read_labels`) calibrate instead, and are decided
+    as you labelled them.
     """
     search.check_count(k, "--k")
     pipe = pipeline.get_pipeline(method)
     qs, rs = _collections(folder, queries, references, skip_bad)
-    probe = calibrate and labels is None
-    if (pipe.needs_train or probe) and train is None:
+    if pipe.needs_train and train is None:
         train = minidisc.open_dataset(progress=progress)
     ds = as_dataset(qs, rs, train if pipe.needs_train else None)
     one_folder = qs is rs
@@ -179,9 +182,14 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     pairs = _one_folder_pairs(found) if one_folder else _two_folder_pairs(found, ds)
     if labels is not None:
         pairs = with_labels(pairs, labels, one_folder)
-    fitted = (calibration.from_labels(pairs, labels, pipe.name, one_folder) if labels is not None
-              else _calibrate(pipe, qs, rs, pairs.score.to_numpy(), train, k, ctx.fitted, progress)
-              if calibrate else None)
+    if labels is not None:
+        fitted = calibration.from_labels(pairs, labels, pipe.name, one_folder)
+    elif calibrate and CALIBRATION == "probabilities" and pipeline.scores_are_probabilities(pipe):
+        fitted = calibration.from_probabilities(pipe.name, pairs.score.to_numpy(), ctx.fitted["fusion"].prior,
+                                                "the probabilities of the pairs' evidence, fitted on edited training "
+                                                "images")
+    else:
+        fitted = _calibrate(pipe, rs, pairs.score.to_numpy(), train, k, ctx.fitted, progress) if calibrate else None
     if fitted is not None:
         pairs = pairs.assign(probability=fitted.probability(pairs.score.to_numpy()))
     pairs = pairs.assign(stage=pipe.final_stage)
@@ -191,21 +199,27 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     return pairs
 
 
-def _calibrate(pipe, qs: Collection, rs: Collection, observed: np.ndarray, train: Dataset, k: int, fitted: dict,
+# how find_copies calibrates a search without labels: "own pairs" (the collection's own pairs and
+# planted copies of its images: tool/probe.py), or "probabilities" (a verified method's fused
+# probabilities shifted to the collection's share of copies; benchmarks/find_copies_calibration.py)
+CALIBRATION = "own pairs"
+
+
+def _calibrate(pipe, rs: Collection, observed: np.ndarray, train: Dataset | None, k: int, fitted: dict,
                progress: bool) -> "calibration.Calibration":
-    """Search the calibration probe (decoys and planted copies, :func:`calibration.make_probe`) in
-    the references with the same method and what it fitted for the collection's own search
-    (``fitted``), and fit the calibration of the collection's scores. The references'
-    descriptors and keypoints come from the cache the collection's search filled."""
-    probe = calibration.make_probe(rs.paths, train, progress=progress)
-    images = Collection(probe.root, [p.name for p in probe.paths], probe.paths)
+    """Search planted copies of the references (:func:`probe.make_probe`) in them with the same
+    method and what it fitted for the collection's own search (``fitted``), and calibrate the
+    collection's scores from its own pairs (:func:`probe.fit`). The references' descriptors and
+    keypoints come from the cache the collection's search filled."""
+    planted = probe.make_probe(rs.paths, progress=progress)
+    images = Collection(planted.root, [p.name for p in planted.paths], planted.paths)
     found, _ = pipeline.predict(as_dataset(images, rs, train if pipe.needs_train else None), pipe.name, k,
                                 fitted=fitted, progress=progress)
     position = {i: n for n, i in enumerate(images.ids)}
     ref_position = {i: n for n, i in enumerate(rs.ids)}
     found = pd.DataFrame({"q": found.query_id.map(position).to_numpy(int),
                           "r": found.reference_id.map(ref_position).to_numpy(int), "score": found.score.to_numpy()})
-    return calibration.fit(pipe.name, probe, found, observed, n_queries=len(qs.ids), one_folder=qs is rs)
+    return probe.fit(pipe.name, planted, found, observed)
 
 
 def operating_point(pairs: pd.DataFrame, precision: float = calibration.DEFAULT_PRECISION):

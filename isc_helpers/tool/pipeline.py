@@ -174,16 +174,22 @@ def _keypoints(ctx: Context):
     return qf, rf
 
 
+# How verified candidates are scored: one logistic model of each pair's evidence (global score, its
+# contrast with the query's other candidates, inliers, inlier share and coverage), fitted on the
+# tuning task: a probability of "copy", comparable across queries (verify.Fusion, "evidence").
+SIFT_FUSION = "evidence"
+
+
 def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int | None = None,
                       features=None) -> pd.DataFrame:
-    """Lesson 05: verify each query's top-k with SIFT + MAGSAC and fuse (sum of the two
-    probabilities); the fusion is fitted on the tuning task, its candidates made by
-    ``candidates_on``. ``features``: the (query, reference) keypoints when already loaded."""
+    """Lesson 05: verify each query's top-k with SIFT + MAGSAC and score each pair by
+    :data:`SIFT_FUSION`, fitted on the tuning task with candidates made by ``candidates_on``.
+    ``features``: the (query, reference) keypoints when already loaded."""
     qf, rf = features or _keypoints(ctx)
     k = k or ctx.k
     fusion = _fit_sift_fusion(ctx, candidates_on, k)
     with ctx.stages("SIFT: verification"):
-        return fusion.apply(verify.verify_candidates(preds, qf, rf, k=k, progress=ctx.progress), "sum")
+        return fusion.apply(verify.verify_candidates(preds, qf, rf, k=k, progress=ctx.progress), SIFT_FUSION)
 
 
 def run_trained_sift(ctx: Context) -> Result:
@@ -307,6 +313,12 @@ PIPELINES = {p.name: p for p in [
              "the two above together, ImageNet descriptors, 3x the verifications", "needs", run_best, "trained",
              {**SEARCH, **LOCAL_GLOBAL, **SIFT, "candidates: union of finders": "query"}, "sift"),
 ]}
+
+
+def scores_are_probabilities(pipe: Pipeline) -> bool:
+    """Whether a pipeline's final scores are probabilities of "copy" (a fitted fusion's), so that a
+    collection can be calibrated from them alone (:func:`~isc_helpers.tool.calibration.from_probabilities`)."""
+    return pipe.final_stage == "sift" and SIFT_FUSION in ("evidence", "logistic")
 
 
 def get_pipeline(method: str) -> Pipeline:
