@@ -15,20 +15,34 @@ from isc_helpers.datasets import dataset
 from isc_helpers.tool import cli, pipeline, run
 
 
+def _disc21_folder(mini, root: Path, n_refs: int, n_queries: int, n_train: int, keep_copies: bool = False) -> Path:
+    """A folder in the official DISC21 layout, made from the first images of the test mini-DISC
+    (``keep_copies``: the references of the copies among those queries come first)."""
+    gt = mini.ground_truth()
+    gt = gt[gt.query_id.isin(mini.query_ids[:n_queries])].copy()
+    refs = list(dict.fromkeys([r for r in gt.reference_id if r] if keep_copies else []))
+    refs = (refs + [r for r in mini.reference_ids if r not in refs])[:n_refs]
+    for sub, ids in (("references", refs), ("dev_queries", mini.query_ids[:n_queries]),
+                     ("train", mini.train_ids[:n_train])):
+        (root / sub).mkdir()
+        for i in ids:
+            shutil.copyfile(mini.image_path(i), root / sub / f"{i}.jpg")
+    gt.loc[~gt.reference_id.isin(refs), "reference_id"] = ""
+    gt.to_csv(root / "dev_ground_truth.csv", index=False)
+    return root
+
+
 @pytest.fixture(scope="module")
 def disc21_folder(mini, tmp_path_factory):
     """A small folder in the official DISC21 layout, made from the test mini-DISC."""
-    root = tmp_path_factory.mktemp("disc21")
-    for sub, kind, n in (("references", "reference", 60), ("dev_queries", "query", 40), ("train", "train", 30)):
-        (root / sub).mkdir()
-        ids = {"reference": mini.reference_ids, "query": mini.query_ids, "train": mini.train_ids}[kind][:n]
-        for i in ids:
-            shutil.copyfile(mini.image_path(i), root / sub / f"{i}.jpg")
-    gt = mini.ground_truth()
-    gt = gt[gt.query_id.isin(mini.query_ids[:40])].copy()
-    gt.loc[~gt.reference_id.isin(mini.reference_ids[:60]), "reference_id"] = ""
-    gt.to_csv(root / "dev_ground_truth.csv", index=False)
-    return root
+    return _disc21_folder(mini, tmp_path_factory.mktemp("disc21"), 60, 40, 30)
+
+
+@pytest.fixture(scope="module")
+def tiny(mini, tmp_path_factory):
+    """The smallest collection that still exercises every stage of every pipeline: 12 queries
+    (some copies), 30 references, 30 training images (enough for a tuning set)."""
+    return dataset.open_folder(_disc21_folder(mini, tmp_path_factory.mktemp("tiny"), 30, 12, 30, keep_copies=True))
 
 
 def test_run_on_minidisc_writes_official_files(mini, tmp_path):
@@ -114,15 +128,20 @@ def test_torchrun_shards_extraction_across_two_processes(mini, tmp_path):
     assert not (tmp_path / "empty-cache" / "descriptors").exists()   # computed, not read from a cache
 
 
-def test_best_pipeline_end_to_end(mini, tmp_path):
-    """The full course pipeline (local-global candidates + SIFT verification), through the command."""
-    s = run.run_pipeline(mini, "best", tmp_path, progress=False)
+@pytest.mark.parametrize("method", ["trained+sift", "best"])
+def test_verified_pipelines_end_to_end(tiny, tmp_path, method):
+    """The verified course pipelines through the command, on the smallest collection that has every
+    stage: each stage they record is declared in their Pipeline (per query or per collection)."""
+    s = run.run_pipeline(tiny, method, tmp_path, progress=False)
     preds = formats.read_predictions(tmp_path / "predictions.csv")
-    assert len(preds) <= 10 * len(mini.query_ids) and "descriptors" not in s["outputs"]
-    assert s["bytes_per_reference"] > 6 * 256 * 4            # regions + keypoints
+    assert len(preds) <= 10 * len(tiny.query_ids) and "descriptors" not in s["outputs"]
+    assert s["bytes_per_reference"] > (6 * 256 * 4 if method == "best" else 0)       # regions + keypoints
     assert s["seconds_per_query"] > 0
-    assert {"local-global: query parts", "SIFT: verification"} <= set(s["stage_seconds"])
-    assert s["metrics"]["uAP"] == pytest.approx(metrics.evaluate(preds, mini.ground_truth()).uap)
+    pipe = pipeline.PIPELINES[method]
+    assert set(s["stage_seconds"]) - {"extract", "write"} <= set(pipe.stages), "a stage the Pipeline does not declare"
+    assert {"SIFT: verification"} <= set(s["stage_seconds"])
+    assert s["metrics"]["uAP"] == pytest.approx(metrics.evaluate(preds, tiny.ground_truth()).uap)
+    assert preds.score.between(0, 1).all()                   # the evidence model's probabilities
 
 
 def test_descriptor_track_scoring_is_exact_l2_with_a_global_budget(mini, tmp_path):

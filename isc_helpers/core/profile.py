@@ -47,6 +47,7 @@ class Profile:
     transfer: TransferSize | None = None          # the transfer set (None: none, real DISC21)
     training_pool_groups: int | None = None       # groups of the training-only pool taken (None: all)
     training: dict = field(default_factory=dict)  # the training recipe's sizes (TrainConfig fields)
+    overlay_detector: dict = field(default_factory=lambda: dict(n_examples=800, steps=400))  # the pipelines' detector
     lesson: dict = field(default_factory=dict)    # sizes of the lessons' own experiments, by name
 
     def describe(self) -> str:
@@ -61,7 +62,7 @@ class Profile:
     def as_dict(self) -> dict:
         """The mini-DISC sizes (what its build depends on)."""
         d = asdict(self)
-        for key in ("transfer", "training_pool_groups", "training", "lesson"):
+        for key in ("transfer", "training_pool_groups", "training", "overlay_detector", "lesson"):
             d.pop(key)
         return d
 
@@ -72,7 +73,8 @@ PROFILES = {
                     n_train_photos=60, n_train_filler=140, max_side=320,
                     transfer=TransferSize(60, 0.5, 0.3, 0.8, 1, 10, 60, 100, 320),
                     training_pool_groups=150,
-                    training=dict(steps=80, batch_size=16, sizes=(96, 96, 96), val_every=40, ckpt_every=40, dim=64),
+                    training=dict(steps=60, batch_size=16, sizes=(96, 96, 96), val_every=30, ckpt_every=30, dim=64),
+                    overlay_detector=dict(n_examples=200, steps=100),
                     lesson=dict(folder=dict(per_kind=3, lookalike_pairs=8, others=24, later_new=2, later_copies=2),
                                 compat_steps=10, scale_sizes=(0, 10_000, 50_000))),
     "course": Profile("course", n_reference_photos=150, n_copied=120, n_nonmatch_photos=90,
@@ -80,7 +82,7 @@ PROFILES = {
                       n_train_photos=107, n_train_filler=1150, max_side=512,
                       transfer=TransferSize(None, 0.5, 0.3, 0.8, 2, 60, 400, 400, 512),
                       training_pool_groups=None,
-                      training=dict(steps=450, batch_size=32, sizes=(112, 128, 160), val_every=50, ckpt_every=50),
+                      training=dict(steps=240, batch_size=32, sizes=(112, 128, 160), val_every=40, ckpt_every=40),
                       lesson=dict(folder=dict(per_kind=5, lookalike_pairs=20, others=60, later_new=3, later_copies=3),
                                   compat_steps=40, scale_sizes=(0, 10_000, 100_000, 1_000_000))),
     "full": Profile("full", n_reference_photos=0, n_copied=0, n_nonmatch_photos=0,

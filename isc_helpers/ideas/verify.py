@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from .keypoints import FeatureStore, LocalFeatures, sift_dataset
-from ..core import search
+from .keypoints import FeatureStore, LocalFeatures, sift, sift_dataset
+from ..core import descriptors, search
 from ..core.search import top_k
 from ..core.errors import SettingError
 
@@ -262,3 +263,40 @@ def rerank_dataset(ds, fusion: Fusion, k: int, how: str = "sum", descriptor: str
     plain = verify_candidates(candidates, qf, rf, k=k, method="ransac", root=False)
     imgfp = plain[["query_id", "reference_id"]].assign(score=plain.n_inliers.to_numpy(float))
     return Reranked(top_k(candidates, 10).drop(columns="rank"), fusion.apply(checked, how), imgfp, checked)
+
+
+# ------------------------------------------------------------------ hard non-copies
+def _halves(im: Image.Image, gap: float = 0.04) -> tuple[Image.Image, Image.Image]:
+    """Two parts of one photo that do not overlap (side by side along its longer side, a gap between):
+    the same scene, not a copy of each other."""
+    w, h = im.size
+    if w >= h:
+        cut = int(w * (0.5 - gap / 2)), int(w * (0.5 + gap / 2))
+        return im.crop((0, 0, cut[0], h)), im.crop((cut[1], 0, w, h))
+    cut = int(h * (0.5 - gap / 2)), int(h * (0.5 + gap / 2))
+    return im.crop((0, 0, w, cut[0])), im.crop((0, cut[1], w, h))
+
+
+def lookalike_candidates(images, edit, references: np.ndarray, reference_ids: list[str],
+                         reference_features: FeatureStore, k: int = 10, method: str = "trained") -> pd.DataFrame:
+    """Hard non-copies to fit a fusion on: each photo of ``images`` cut in two parts that do not
+    overlap; one part, edited (``edit(i, part) -> EditTrace``), is searched among ``references``
+    (descriptors, ``method``'s) with the other part added as one more reference, its lookalike.
+    Returns its verified candidates (query_id ``lookalike-<i>``; the lookalike's reference_id
+    ``lookalike-<i>-other``), none of them a copy, in the table :func:`verify_candidates` gives."""
+    rows = []
+    for i, im in enumerate(images):
+        kept, other = _halves(im)
+        query = edit(i, kept).image
+        q, o = descriptors.embed([query, other], method)
+        scores = references @ q
+        top = np.argsort(-scores)[:k - 1]
+        qf, of = sift(query), sift(other)
+        cands = [(f"lookalike-{i}-other", float(o @ q), of)] + [(reference_ids[j], float(scores[j]),
+                                                                  reference_features[reference_ids[j]]) for j in top]
+        for rank, (rid, score, feats) in enumerate(sorted(cands, key=lambda c: -c[1])):
+            res = verify_pair(qf, feats)
+            rows.append({"query_id": f"lookalike-{i}", "reference_id": rid, "score": score, "rank": rank,
+                         "n_matches": res.n_matches, "n_inliers": res.n_inliers,
+                         "coverage": coverage(res, qf, feats), "seconds": 0.0})
+    return pd.DataFrame(rows)

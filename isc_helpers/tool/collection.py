@@ -189,13 +189,19 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
                                                 "the probabilities of the pairs' evidence, fitted on edited training "
                                                 "images")
     else:
-        fitted = _calibrate(pipe, rs, pairs.score.to_numpy(), train, k, ctx.fitted, progress) if calibrate else None
+        fitted = None
+        try:
+            fitted = _calibrate(pipe, rs, pairs.score.to_numpy(), train, k, ctx.fitted, progress) if calibrate else None
+        except calibration.CalibrationError as e:         # keep the search; say why nothing is decided
+            pairs.attrs["calibration_problem"] = str(e)
     if fitted is not None:
         pairs = pairs.assign(probability=fitted.probability(pairs.score.to_numpy()))
     pairs = pairs.assign(stage=pipe.final_stage)
     pairs = pairs.sort_values(["score", "query", "reference"], ascending=[False, True, True], kind="stable")
+    problem = pairs.attrs.get("calibration_problem")
     pairs = pairs.reset_index(drop=True)
-    pairs.attrs.update(skipped={**qs.skipped, **rs.skipped}, calibration=fitted)
+    pairs.attrs.update(skipped={**qs.skipped, **rs.skipped}, calibration=fitted,
+                       **({"calibration_problem": problem} if problem else {}))
     return pairs
 
 
@@ -226,9 +232,11 @@ def operating_point(pairs: pd.DataFrame, precision: float = calibration.DEFAULT_
     """The calibrated threshold of :func:`find_copies`' pairs for a target ``precision``, with its
     estimated precision and recall (:class:`~isc_helpers.tool.calibration.OperatingPoint`)."""
     fitted = pairs.attrs.get("calibration")
+    if fitted is None and pairs.attrs.get("calibration_problem"):
+        raise calibration.CalibrationError(pairs.attrs["calibration_problem"])
     if fitted is None:
         raise SettingError("These pairs carry no calibration (find_copies(..., calibrate=False)); give a raw "
-                         "threshold instead, or call find_copies with calibrate=True.")
+                           "threshold instead, or call find_copies with calibrate=True.")
     return fitted.operating_point(precision)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,8 +22,10 @@ import pandas as pd
 
 from ..core import descriptors, search
 from ..core.errors import SettingError
-from ..datasets import tuning
+from ..core.profile import get_profile
+from ..datasets import build, minidisc, tuning
 from ..ideas import keypoints, local_global, normalize, overlays, tasks, verify
+from ..ideas.keypoints import FeatureStore
 
 
 class Stages:
@@ -121,7 +124,8 @@ def _localglobal(ds, k, stages, progress, fitted: dict):
     The overlay detector and the part normalization are fitted once into ``fitted``."""
     if "detector" not in fitted:
         with stages("local-global: train overlay detector"):
-            fitted["detector"], _ = overlays.train_overlay_detector(ds, progress=progress)
+            fitted["detector"], _ = overlays.train_overlay_detector(ds, progress=progress,
+                                                                    **get_profile().overlay_detector)
     with stages("local-global: query parts"):
         crops = overlays.overlay_crops(ds, fitted["detector"])
         qp = local_global.merge_parts(
@@ -149,17 +153,40 @@ def run_trained_localglobal(ctx: Context) -> Result:
     return preds, None
 
 
-def _fit_sift_fusion(ctx: Context, candidates_on, k: int) -> verify.Fusion:
+LOOKALIKES = 60          # hard non-copies (two parts of one training photo) added to trained+sift's fusion fit
+LOOKALIKE_SEED = 13
+
+
+def _lookalikes(ds, tu, tt, references: FeatureStore, k: int) -> pd.DataFrame:
+    """Verified candidates of :data:`LOOKALIKES` hard non-copies made of training photos that are
+    not tuning references (``verify.lookalike_candidates``), edited by both generators in turn."""
+    src = pd.read_csv(Path(tu.root) / "tuning_sources.csv", dtype=str)
+    used = set(src.train_id[src.image_id.str.startswith("R")])
+    photos = [t for t in ds.photo_train_ids() if t not in used]
+    rng = np.random.RandomState(LOOKALIKE_SEED)
+    picked = [photos[i] for i in sorted(rng.permutation(len(photos))[:LOOKALIKES])]
+    assets = minidisc.edit_assets("training")
+
+    def edit(i, im):
+        return build.EDITORS[tuning.TUNING_EDITORS[i % 2]](im, seed=LOOKALIKE_SEED * 1_000_003 + i, assets=assets)
+    return verify.lookalike_candidates([ds.load(t, "train") for t in picked], edit, tt.r, tt.reference_ids,
+                                       references, k)
+
+
+
+def _fit_sift_fusion(ctx: Context, candidates_on, k: int, lookalikes: bool = False) -> verify.Fusion:
     """Fit the SIFT fusion on the tuning task made of training images (once per context);
     ``candidates_on(tuning set, its task)`` gives the candidates to verify there, as the method
-    makes them."""
+    makes them; with ``lookalikes``, hard non-copies are added (:func:`_lookalikes`)."""
     if "fusion" not in ctx.fitted:
         with ctx.stages("SIFT: fusion fitted on training images"):
             tu = tuning.build_tuning_set(ctx.ds, progress=ctx.progress)
             tt = tasks.tuning_task(ctx.ds, "trained", tu, progress=ctx.progress)
-            verified = verify.verify_candidates(candidates_on(tu, tt),
-                                                keypoints.sift_dataset(tu, "query", progress=False),
-                                                keypoints.sift_dataset(tu, "reference", progress=False), k=k)
+            refs = keypoints.sift_dataset(tu, "reference", progress=False)
+            verified = verify.verify_candidates(candidates_on(tu, tt), keypoints.sift_dataset(tu, "query",
+                                                                                             progress=False), refs, k=k)
+            if lookalikes and LOOKALIKES:
+                verified = pd.concat([verified, _lookalikes(ctx.ds, tu, tt, refs, k)], ignore_index=True)
             ctx.fitted["fusion"] = verify.Fusion.fit(verified, tu.ground_truth())
     return ctx.fitted["fusion"]
 
@@ -181,13 +208,13 @@ SIFT_FUSION = "evidence"
 
 
 def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int | None = None,
-                      features=None) -> pd.DataFrame:
+                      features=None, lookalikes: bool = False) -> pd.DataFrame:
     """Lesson 05: verify each query's top-k with SIFT + MAGSAC and score each pair by
     :data:`SIFT_FUSION`, fitted on the tuning task with candidates made by ``candidates_on``.
     ``features``: the (query, reference) keypoints when already loaded."""
     qf, rf = features or _keypoints(ctx)
     k = k or ctx.k
-    fusion = _fit_sift_fusion(ctx, candidates_on, k)
+    fusion = _fit_sift_fusion(ctx, candidates_on, k, lookalikes)
     with ctx.stages("SIFT: verification"):
         return fusion.apply(verify.verify_candidates(preds, qf, rf, k=k, progress=ctx.progress), SIFT_FUSION)
 
@@ -195,7 +222,8 @@ def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int |
 def run_trained_sift(ctx: Context) -> Result:
     """Lesson 05: the trained descriptor's top-k verified with SIFT, fusion fitted on training images."""
     preds = _verify_with_sift(ctx, _global(ctx), lambda tu, tt: search.search(tt.q, tt.query_ids, tt.r,
-                                                                               tt.reference_ids, k=ctx.k))
+                                                                               tt.reference_ids, k=ctx.k),
+                              lookalikes=True)
     ctx.notes.append(NO_HDF5)
     return preds, None
 

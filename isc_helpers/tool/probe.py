@@ -11,9 +11,8 @@ scene...), and decoys from elsewhere cannot see that. So the estimate comes from
 * **the pairs observed**: ``N(t)`` of the collection's own pairs score at least ``t``. With ``C``
   copy pairs in it, about ``C x R(t)`` of them are copies, the rest are false: the collection's
   own lookalikes and crowded neighbourhoods included;
-* ``C`` is the tightest ``N(t) / R(t)`` over the thresholds where the planted copies are found at
-  least a fifth of the time (at high scores the pairs observed are the copies, at low scores false
-  pairs inflate the ratio).
+* ``C`` is where ``N(t) / R(t)`` is flat: at high scores the pairs observed are the copies and the
+  ratio is C; lower, false pairs join and it grows (:func:`_copies`). Planted copies get at most :data:`PLANTED_EDITS` edits, as copies in a photo folder do.
 
 Hence the precision ``C R(t) / N(t)`` and recall ``R(t)`` at every threshold, the threshold for a
 target precision, and a 90% interval from resampling the planted copies. With fewer than
@@ -38,10 +37,13 @@ from ..datasets.tuning import TUNING_EDITORS
 from .calibration import Calibration, CalibrationError, isotonic
 
 PROBE_SEED = 11
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 MAX_PLANTED = 100              # edited copies of the collection's own images
-MIN_PLANTED = 8                # planted copies found, below which no estimate is made
-MIN_RECALL = 0.2               # thresholds where at least this share of planted copies is found
+PLANTED_EDITS = 2              # at most this many edits in a planted copy (copies in a photo folder are rarely more)
+MIN_PLANTED = 20               # planted copies found, below which no estimate is made
+MIN_RECALL = 0.2               # C is estimated where a fifth ...
+MAX_RECALL = 0.6               # ... to this share of the planted copies are found
+FLAT = 1.6                     # N/R within this factor of its smallest value: the flat part
 SAMPLES = 200                  # resamples of the planted copies, for the interval
 
 
@@ -61,15 +63,16 @@ def make_probe(collection_paths, progress: bool = False) -> Probe:
     rng = np.random.RandomState(PROBE_SEED)
     planted = sorted(rng.choice(len(paths), min(len(paths), MAX_PLANTED), replace=False).tolist())
     sources = [paths[i] for i in planted]
-    key = cache.short_hash(*[cache.file_fingerprint(p) for p in sources], PROBE_SEED, PROBE_VERSION, *TUNING_EDITORS)
+    key = cache.short_hash(*[cache.file_fingerprint(p) for p in sources], PROBE_SEED, PROBE_VERSION, PLANTED_EDITS,
+                           *TUNING_EDITORS)
     root = cache.cache_dir() / "calibration" / f"probe-{key}"
     assets = minidisc.edit_assets("training")
     plan = [(functools.partial(load_image, src), "", {}) for src in sources]
 
     def fill(tmp: Path) -> None:
         build.write_queries(tmp / "query", plan, lambda i, im: build.EDITORS[TUNING_EDITORS[i % 2]](
-            im, seed=PROBE_SEED * 1_000_003 + i, assets=assets), 512, progress, "calibration probe",
-            name=lambda i: f"probe_{i:05d}")
+            im, seed=PROBE_SEED * 1_000_003 + i, assets=assets, max_edits=PLANTED_EDITS), 512, progress,
+            "calibration probe", name=lambda i: f"probe_{i:05d}")
         (tmp / "recipe.json").write_text(json.dumps({"planted": len(planted)}))
     build.build_atomically(root, fill)
     return Probe(root / "query", [root / "query" / f"probe_{i:05d}.jpg" for i in range(len(sources))], planted)
@@ -81,14 +84,20 @@ def _at_least(x: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _copies(found: np.ndarray, n_planted: int, observed: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-    """(estimated copy pairs C, recall R at each threshold) from the planted copies' scores ``found``
-    (the score of each one's original, -inf when not found)."""
+    """(estimated copy pairs C, recall R at each threshold of ``t``) from the planted copies' scores
+    ``found`` (the score of each one's original, -inf when not found). At the planted copies' own
+    scores ``s`` where a fifth to :data:`MAX_RECALL` of them are found, ``N(s) / R(s)`` is C where
+    the pairs observed are copies and grows where false pairs join: C is the median of its flat
+    part (the ratios within :data:`FLAT` times the smallest; the median smooths over how the
+    collection's copies differ from the planted ones, the cut keeps the false pairs out)."""
     recall = _at_least(found, t) / n_planted
-    n_obs = _at_least(observed, t)
-    ok = (recall >= MIN_RECALL) & (n_obs > 0)
+    s = np.sort(found[np.isfinite(found)])[::-1]
+    r_s, n_s = _at_least(found, s) / n_planted, _at_least(observed, s)
+    ok = (r_s >= MIN_RECALL) & (r_s <= MAX_RECALL) & (n_s > 0)
     if not ok.any():
         return float("nan"), recall
-    return float(np.min(n_obs[ok] / recall[ok])), recall
+    ratio = n_s[ok] / r_s[ok]
+    return float(np.median(ratio[ratio <= FLAT * ratio.min()])), recall
 
 
 def _curve(found: np.ndarray, n_planted: int, observed: np.ndarray, t: np.ndarray) -> pd.DataFrame:
