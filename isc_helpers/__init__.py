@@ -26,10 +26,11 @@ LAYERS = {
              ("metrics", "models", "search", "train_config"), ("checkpoints", "evidence"), ("descriptors",)),
     "datasets": (("augly_compat", "dataset", "edits"), ("augment", "transfer_edits"), ("build", "photo_folder"),
                  ("minidisc", "transfer", "tuning")),
-    "ideas": (("exercises", "heads", "keypoints", "normalize", "objectives", "scale", "tasks"),
-              ("ensembles", "local_global", "overlays", "training", "verify"), ("pair_verifier", "viz")),
-    "tool": (("calibration", "checks", "index_files", "match_picture", "outputs", "pipeline"), ("collection", "run"),
-             ("copy_index", "copy_outputs"), ("report",), ("cli",)),
+    "ideas": (("exercises_00_03", "heads", "keypoints", "normalize", "objectives", "scale", "tasks"),
+              ("ensembles", "overlays", "training", "verify"), ("local_global", "pair_verifier", "viz"),
+              ("exercises_04_09",), ("exercises",)),
+    "tool": (("calibration", "checks", "index_files", "match_picture", "outputs", "pipeline"), ("probe", "run"),
+             ("collection",), ("copy_index", "copy_outputs"), ("report",), ("cli",)),
 }
 
 # The practitioner's entry points, importable from the package itself, loaded on first use (so

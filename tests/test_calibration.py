@@ -168,23 +168,3 @@ def test_bad_labels_say_what_to_do(tmp_path, text, message):
         calibration.from_labels(_PAIRS, _labels(tmp_path, text), "m")
     with pytest.raises(calibration.CalibrationError, match="No labels file"):
         calibration.read_labels(tmp_path / "missing.csv")
-
-
-def test_prior_shift_recovers_the_collections_share_of_copies():
-    """Probabilities fitted where copies were half the pairs, on a collection where they are a
-    tenth: EM finds the tenth, and the shifted probabilities are calibrated there."""
-    from isc_helpers.tool import calibration, probe
-    rng = np.random.RandomState(0)
-    y = rng.rand(20000) < 0.1
-    x = np.where(y, rng.normal(1.5, 1, y.size), rng.normal(-1.5, 1, y.size))
-    lr = np.exp(3 * x)                                   # the exact likelihood ratio of the two normals
-    p_fitted_at_half = lr / (lr + 1)
-    q, share = calibration.prior_shift(p_fitted_at_half, 0.5)
-    assert abs(share - y.mean()) < 0.01
-    top = q > 0.8
-    assert abs(y[top].mean() - q[top].mean()) < 0.03    # calibrated where it matters
-    cal = calibration.from_probabilities("m", p_fitted_at_half[:3000], 0.5, "test", samples=30)
-    point = cal.operating_point(0.9)
-    assert point.precision_low <= point.precision <= point.precision_high
-    reached = y[:3000][p_fitted_at_half[:3000] >= point.threshold].mean()
-    assert abs(reached - 0.9) < 0.07, reached

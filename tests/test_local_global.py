@@ -112,3 +112,58 @@ def test_pair_part_scores_is_the_max_over_both_images_parts():
     pairs = pd.DataFrame({"query_id": ["Q00000", "Q00001", "Q00001"], "reference_id": ["R000001", "R000000", "R000001"]})
     got = local_global.pair_part_scores(pairs, q, r).score.round(6).tolist()
     assert got == [1.0, 0.6, 0.96]      # Q0's centre vs R1's centre; Q1 vs R0 full; Q1 vs R1 full (0.48 + 0.48)
+
+
+def test_describe_parts_reuses_whole_descriptors(mini):
+    from isc_helpers.core import descriptors
+    ids = mini.query_ids[:2]
+    sub = dataset.Dataset.from_files("sub", mini.root, {"query": {i: mini.image_path(i) for i in ids}})
+    whole = descriptors.for_dataset(mini, "trained", "query", progress=False)
+    fresh = local_global.describe_parts(sub, "query", local_global.reference_regions, progress=False, cache=False)
+    reused = local_global.describe_parts(sub, "query", local_global.reference_regions, progress=False,
+                                         cache=False, whole=whole)
+    assert reused.names == fresh.names and reused.owner == fresh.owner
+    assert np.allclose(reused.x, fresh.x, atol=1e-5)            # the "full" rows came from `whole`
+
+
+def test_background_ids_are_a_seeded_sample_of_training_images(mini):
+    ids = local_global.background_ids(mini, max_images=50)
+    assert len(ids) == 50 and ids == sorted(ids) and set(ids) <= set(mini.train_ids)
+    assert ids == local_global.background_ids(mini, max_images=50)            # the same sample every time
+    assert local_global.background_ids(mini, max_images=10_000) == list(mini.train_ids)
+
+
+class _CentreDetector:
+    """A stand-in for the learned detector: the centre half of every image."""
+    def detect(self, images):
+        return np.array([[0.25, 0.25, 0.75, 0.75]] * len(images))
+
+
+def test_variants_are_chosen_on_the_tuning_set_and_reported_on_an_evaluation_set(mini):
+    det = _CentreDetector()
+    parts = local_global.variant_parts(mini, det, progress=False)
+    assert list(parts) == list(local_global.VARIANTS)
+    n_q = len(mini.query_ids)
+    assert parts["query views"][0].per_image == 9 and len(parts["global"][0].x) == n_q
+    assert len(parts["overlay crop"][0].x) == 2 * n_q                 # every centre half is small enough to crop
+    assert all(r.per_image == 1 for _, r in parts.values())
+    choice, table = local_global.choose_variant(mini, det, progress=False)
+    assert len(table) == len(local_global.VARIANTS) * len(local_global.BACKGROUNDS) * len(
+        local_global.PART_NORMALIZATION_GRID) and table.uap.is_monotonic_decreasing
+    assert choice == {"variant": table.variant[0], "background": table.background[0], "n": int(table.n[0]),
+                      "factor": float(table.factor[0])}
+    runs = local_global.rankings(mini, det, choice, progress=False)
+    assert len(runs) == 3 and all(p.groupby("query_id").size().max() <= 10 for p in runs.values())
+    with pytest.raises(ValueError, match="background"):
+        local_global.normalization_background(mini, "references")
+
+
+def test_detected_regions_are_cached_under_the_detectors_weights():
+    import torch
+    det = overlays.OverlayDetector()
+    tag = local_global._detector_tag(det)
+    assert tag.startswith("overlay-") and tag == local_global._detector_tag(det)
+    with torch.no_grad():
+        next(det.head.parameters()).add_(1.0)
+    assert local_global._detector_tag(det) != tag            # other weights, other regions: another cache
+    assert local_global._detector_tag(_CentreDetector()) == ""     # no weights: not cached

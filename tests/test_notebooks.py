@@ -185,3 +185,17 @@ def test_index_links_every_lesson():
     for lesson in LESSONS:
         assert f"({lesson.name})" in text, f"the course index does not link {lesson.name}"
     assert "3 hours" in text and "One day" in text
+
+
+@pytest.mark.parametrize("key", sorted(course.PLANS))
+def test_each_workshop_plan_fits_its_time(key):
+    """A plan's lessons (their sections but the optional ones and the exercises) and its breaks fit
+    the time it promises; the instructors' notes show it (a plan marker)."""
+    plan = course.PLANS[key]
+    paths = [next((ROOT / "notebooks").glob(f"{lesson}_*.ipynb")) for lesson in plan["lessons"]]
+    total = plan["breaks"] + sum(m for p in paths for _, m, core in course.sections(p) if core)
+    assert total <= plan["budget"], f"the {plan['title']} plan needs {total} min of {plan['budget']}"
+    assert f"<!-- plan:{key} -->" in (ROOT / "docs" / "INSTRUCTORS.md").read_text()
+    for lesson, section in plan.get("not_run", {}).items():
+        titles = [t for t, _, _ in course.sections(next((ROOT / "notebooks").glob(f"{lesson}_*.ipynb")))]
+        assert section in titles, f"plan {key} skips {section!r}, which lesson {lesson} does not have"

@@ -72,8 +72,12 @@ def test_run_on_disc21_layout_with_hashes_and_normalization(disc21_folder, tmp_p
     assert "descriptors" not in s["outputs"] and "bits" in s["notes"][0]
     s = run.run_pipeline(ds, "trained+norm", tmp_path / "n", progress=False)
     q, _, r, _ = formats.read_descriptors(tmp_path / "n" / "descriptors.h5")
-    assert q.shape[1] == 30 and 0 <= s["metrics"]["uAP"] <= 1      # 29 whitened dims (30 images) + 1
-    assert any("only 30 training images" in n for n in s["notes"])
+    why = [n for n in s["notes"] if n.startswith("normalization:")]
+    assert len(why) == 1 and 0 <= s["metrics"]["uAP"] <= 1
+    if "raw scores are kept" in why[0]:              # 30 training images rarely fit a chain that helps
+        assert q.shape[1] == 256
+    else:                                            # whitening fitted on 30 images keeps at most 29 dims (+1)
+        assert q.shape[1] <= 30 and any("only 30 training images" in n for n in s["notes"])
     # the same folders given one by one
     ds2 = dataset.from_folders(disc21_folder / "dev_queries", disc21_folder / "references")
     with pytest.raises(dataset.DatasetError, match="training"):

@@ -134,6 +134,37 @@ def test_example_views_are_pairs(mini):
     assert len(pairs) == 2 and all(len(p) == 2 for p in pairs)
 
 
+def test_example_batch_is_the_loops_own_batch(mini):
+    from isc_helpers.datasets import minidisc
+    cfg = train_config.TrainConfig(**dict(TINY, sizes=(48, 56, 64)))
+    train_ids, _ = training.split_training(mini, cfg)
+    loop = training._Batches(training.load_small(mini, train_ids, cfg.image_side), cfg,
+                             minidisc.edit_assets("training"), start=0)
+    for step in (0, cfg.steps - 1):
+        x1, x2, labels = training.example_batch(mini, cfg, step)
+        y1, y2, loop_labels = loop[step]
+        assert x1.shape == (cfg.batch_size, 3, cfg.stage(step)[0], cfg.stage(step)[0])
+        assert torch.equal(labels, loop_labels) and torch.equal(x1, y1) and torch.equal(x2, y2)
+
+
+def test_a_finished_run_called_again_keeps_its_model_file(mini, tmp_path):
+    cfg = train_config.TrainConfig(**dict(TINY, steps=2))
+    training.train(mini, cfg, tmp_path / "r", device="cpu", progress=False)
+    before = (tmp_path / "r" / "model.pt").read_bytes()
+    again = training.train(mini, cfg, tmp_path / "r", device="cpu", progress=False)
+    assert again["done"] and (tmp_path / "r" / "model.pt").read_bytes() == before
+
+
+def test_score_methods_on_each_dataset(mini):
+    from isc_helpers.core import metrics
+    table, preds = training.score_methods({"thumb": "thumbnail", "hist": "colour_hist"}, {"a": mini, "b": mini})
+    assert list(table.index) == ["thumb", "hist"]
+    assert list(table.columns) == ["µAP a", "µAP b", "recall@1 a", "recall@1 b"]
+    direct = metrics.evaluate(descriptors.search_dataset(mini, "colour_hist", progress=False)[0], mini.ground_truth())
+    assert table.loc["hist", "µAP b"] == direct.uap and table.loc["hist", "recall@1 a"] == direct.recall_at_1
+    assert set(preds) == {(m, d) for m in ("thumb", "hist") for d in ("a", "b")}
+
+
 def test_export_half_precision_roundtrip(mini, tmp_path):
     cfg = train_config.TrainConfig(**dict(TINY, steps=1))
     training.train(mini, cfg, tmp_path / "r", device="cpu", progress=False)

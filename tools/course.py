@@ -31,7 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 TIMINGS = ROOT / "docs" / "timings.json"
 # a quoted measured time, or a lesson's study time (the sum of its sections' estimates)
-MARKER = re.compile(r"<!-- (?P<kind>run-time|study):(?P<key>[\w.-]+) -->(?P<text>.*?)<!-- /(?P=kind) -->", re.S)
+MARKER = re.compile(r"<!-- (?P<kind>run-time|study|plan):(?P<key>[\w.-]+) -->(?P<text>.*?)<!-- /(?P=kind) -->", re.S)
+# workshop plans: the lessons each covers (their sections but the optional ones and the exercises),
+# with the breaks, and the time each may take in all
+PLANS = {"3h": {"title": "3 hours", "lessons": ["00", "01", "02", "03"], "breaks": 15, "budget": 180,
+                "note": "lesson 03 with `TRAIN_LIVE = False` (the shipped checkpoint; its training recorded)",
+                "not_run": {"03": "4. Train"}},
+         "day": {"title": "One day", "lessons": ["00", "01", "02", "03", "04", "05", "06"], "breaks": 75,
+                 "budget": 420, "note": "lesson 03 trains live during its section 4; lunch and two breaks"}}
 SECTION_TIME = re.compile(r"^## .*\(≈(?P<min>\d+) min(?P<optional>, optional)?\)\s*$", re.M)
 
 
@@ -114,11 +121,44 @@ def study_minutes(path: Path, optional: bool = True) -> int:
     return sum(int(m["min"]) for m in SECTION_TIME.finditer(text) if optional or not m["optional"])
 
 
+def sections(path: Path) -> list[tuple[str, int, bool]]:
+    """(title, minutes, core?) of a lesson's timed sections; core: not optional and not exercises."""
+    text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+    out = []
+    for m in SECTION_TIME.finditer(text):
+        title = re.sub(r"\s*\(≈.*\)\s*$", "", m.group(0)[3:]).strip()
+        out.append((title, int(m["min"]), not m["optional"] and not title.lower().startswith("exercise")))
+    return out
+
+
+def plan_markdown(key: str, table: dict) -> str:
+    """A workshop plan as a table built from the lessons' section times and the measured first runs."""
+    plan, rows, total = PLANS[key], [], PLANS[key]["breaks"]
+    for lesson in plan["lessons"]:
+        path = next(NB_DIR.glob(f"{lesson}_*.ipynb"))
+        secs = sections(path)
+        core = sum(m for _, m, c in secs if c)
+        skipped = [t for t, _, c in secs if not c]
+        total += core
+        run = table["lessons"][lesson]
+        seconds, note = run["seconds"], ""
+        if lesson in plan.get("not_run", {}):          # a section this plan skips (lesson 03's live training)
+            section = plan["not_run"][lesson]
+            seconds -= run["sections"].get(section, 0.0)
+            note = f" (without section {section.split('.')[0]})"
+        rows.append(f"| {lesson} | {core} min | {', '.join(skipped) or '-'} | {minutes(seconds)}{note} |")
+    return (f"\n**{plan['title']}** ({total} min of {plan['budget']}, {plan['breaks']} min of breaks; {plan['note']}):\n\n"
+            "| lesson | in the room | left for later (optional sections, exercises) | its first run (measured) |\n"
+            "|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
 def quoted(table: dict, kind: str, key: str) -> str:
     """The text a marker holds: a lesson's first-run time or the whole course's (``run-time``), or a
     lesson's study time (``study``)."""
     if kind == "study":
         return f"{study_minutes(next(NB_DIR.glob(f'{key}_*.ipynb')))} min"
+    if kind == "plan":
+        return plan_markdown(key, table)
     if key == "course":
         return f"{minutes(table['total_seconds'])} (measured {table['date']}, commit {table['commit']})"
     return minutes(table["lessons"][key]["seconds"])

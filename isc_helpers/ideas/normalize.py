@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..core import formats, metrics, search
+from ..core import evidence, formats, metrics, search
 from ..core.descriptors import l2_normalize
 from ..core.formats import FormatError, check_matrix
 from ..core.errors import CourseError
@@ -105,10 +105,10 @@ class PCA:
         t = background(train, ids).astype(np.float64)
         dim = min(dim or t.shape[1], t.shape[1], len(t) - 1)
         mean = t.mean(0)
-        c = np.cov(t - mean, rowvar=False)
-        w, v = np.linalg.eigh(c)
-        order = np.argsort(w)[::-1][:dim]
-        w, v = np.maximum(w[order], 0), v[:, order]
+        # the covariance's eigenvectors from an SVD of the centred rows: the same axes as
+        # eigh(np.cov(...)), several times faster for wide descriptors (1280-d ImageNet features)
+        _, s, vt = np.linalg.svd(t - mean, full_matrices=False)
+        w, v = np.maximum(s[:dim] ** 2 / (len(t) - 1), 0), vt[:dim].T
         scale = 1 / np.sqrt(w + eps * w[0]) if whiten else np.ones(dim)
         return cls(mean.astype(np.float32), v.astype(np.float32), scale.astype(np.float32), whiten)
 
@@ -338,7 +338,6 @@ def compare(task, chains: dict[str, Sequence[tuple[str, dict]]], k: int = 10) ->
     """µAP of each named chain on an evaluation task and, for every chain after the first (the
     baseline, e.g. raw), the paired bootstrap of its difference to the first over the same queries
     (:func:`~isc_helpers.core.evidence.paired_bootstrap`: 95% interval, real when it excludes zero)."""
-    from ..core import evidence
     preds = {name: predictions(task, steps, k) for name, steps in chains.items()}
     first = next(iter(preds))
     rows = []
@@ -346,6 +345,6 @@ def compare(task, chains: dict[str, Sequence[tuple[str, dict]]], k: int = 10) ->
         row = {"chain": name, "uAP": metrics.evaluate(p, task.gt).uap}
         if name != first:
             d = evidence.paired_bootstrap(preds[first], p, task.gt)
-            row.update({f"minus {first}": d.diff, "95% low": d.low, "95% high": d.high, "real": d.real})
+            row.update({f"minus {first}": d.diff, "95% interval": f"{d.low:+.3f} to {d.high:+.3f}", "real": d.real})
         rows.append(row)
     return pd.DataFrame(rows).set_index("chain")

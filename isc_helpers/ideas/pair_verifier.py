@@ -4,7 +4,8 @@ The matching-track 2nd place classified *pairs*: the query and a candidate side 
 one image, fed to a network trained on copies and hard non-copies. The course's CPU-sized
 version: frozen ImageNet EfficientNet-Lite0 features of the pair image and a small head
 (:class:`PairHead`) that compares the left cells with the right ones, trained on pairs made
-from training photos (hard negatives found by a descriptor).
+from training photos (hard negatives found by a descriptor). :func:`rerank` re-scores a
+descriptor's candidates with several such verifiers (seeds) and fuses each with the global score.
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from ..datasets import augment, minidisc
+from ..core import descriptors, metrics
+from ..datasets import augment, minidisc, tuning
 from .heads import FrozenBackboneHead, fit_head, head_cache_path, load_head, save_head
-from ..core.search import top_k
+from .tasks import tuning_task
+from .verify import Fusion
+from ..core.search import search, top_k
 
 
 PAIR_SIDE = 96        # each image of a pair is squeezed to PAIR_SIDE x PAIR_SIDE
@@ -133,15 +137,58 @@ def train_pair_verifier(ds, descriptor, steps: int = 300, edits_per_photo: int =
     return ver, report
 
 
-def verify_with_model(preds, ds, verifier: PairVerifier, k: int = 5, progress: bool = False) -> pd.DataFrame:
-    """Score each query's ``k`` best candidates with a :class:`PairVerifier`; adds ``p_pair``
-    and seconds per pair."""
+def pair_features(preds, ds, verifier: PairVerifier, k: int = 5, progress: bool = False):
+    """Each query's ``k`` best candidates and the frozen backbone's features of their side-by-side
+    images: the costly part of verifying, computed once and shared by every head. Returns
+    (candidates with their rank, features [n, 1280, 3, 6], seconds per pair)."""
     from tqdm.auto import tqdm
     top = top_k(preds, k)
-    probs = []
-    t0 = time.perf_counter()
     rows = list(zip(top.query_id, top.reference_id))
-    for s in tqdm(range(0, len(rows), 64), desc="pair verifier", disable=not progress):
-        probs.append(verifier.probability([side_by_side(ds.load(q), ds.load(r)) for q, r in rows[s:s + 64]]))
+    t0 = time.perf_counter()
+    feats = [verifier.features([side_by_side(ds.load(q), ds.load(r)) for q, r in rows[s:s + 64]])
+             for s in tqdm(range(0, len(rows), 64), desc="pair verifier", disable=not progress)]
     seconds = (time.perf_counter() - t0) / max(1, len(rows))
-    return top.assign(p_pair=np.concatenate(probs) if probs else np.zeros(0), seconds=seconds)
+    return top, (torch.cat(feats) if feats else torch.zeros(0, 1280, 3, 6)), seconds
+
+
+def verify_with_model(preds, ds, verifier: PairVerifier, k: int = 5, progress: bool = False,
+                      features=None) -> pd.DataFrame:
+    """Score each query's ``k`` best candidates with a :class:`PairVerifier`; adds ``p_pair``
+    and seconds per pair. ``features``: :func:`pair_features` of the same candidates, when
+    several verifiers score them (then ``preds`` and ``ds`` are not used)."""
+    top, feats, seconds = features if features is not None else pair_features(preds, ds, verifier, k, progress)
+    p = verifier.probability_features(feats) if len(top) else np.zeros(0)
+    return top.assign(p_pair=p, seconds=seconds)
+
+
+def rerank(datasets: dict, verifiers: dict, k: int = 5, progress: bool = False) -> pd.DataFrame:
+    """The matching track's 2nd place's use of a pair verifier, at course size: each query's ``k``
+    best candidates by the trained descriptor scored by each verifier and fused with the global
+    score (:class:`~isc_helpers.ideas.verify.Fusion` "pair", a logistic fit on the tuning task made
+    of the *first* dataset's training images, one per verifier; nothing fitted on the others).
+    ``datasets``: {name: Dataset}; ``verifiers``: {seed: PairVerifier}. Returns one row per
+    (dataset, seed): µAP of the global top-10, of the verifier alone and of the fusion (top-k);
+    ``attrs["seconds_per_pair"]``: the verifier's cost (image loading and backbone)."""
+    first = next(iter(datasets.values()))
+    tu = tuning.build_tuning_set(first, progress=progress)
+    tt = tuning_task(first, "trained", tu, progress=progress)
+    one = next(iter(verifiers.values()))
+    tune = pair_features(search(tt.q, tt.query_ids, tt.r, tt.reference_ids, k=k), tu, one, k, progress)
+    fusions = {s: Fusion.fit(verify_with_model(None, tu, v, features=tune), tu.ground_truth())
+               for s, v in verifiers.items()}
+    rows, seconds = [], []
+    for name, ds in datasets.items():
+        top10, _, _ = descriptors.search_dataset(ds, "trained", k=10, progress=progress)
+        feats = pair_features(top10, ds, one, k, progress)
+        seconds.append(feats[2])
+        gt = ds.ground_truth()
+        base = metrics.evaluate(top10, gt).uap
+        for s, v in verifiers.items():
+            checked = verify_with_model(None, ds, v, features=feats)
+            alone = checked[["query_id", "reference_id"]].assign(score=checked.p_pair)
+            rows.append({"dataset": name, "seed": s, "global (top-10)": base,
+                         f"verifier alone (top-{k})": metrics.evaluate(alone, gt).uap,
+                         "global + verifier": metrics.evaluate(fusions[s].apply(checked, "pair"), gt).uap})
+    table = pd.DataFrame(rows)
+    table.attrs["seconds_per_pair"] = float(np.mean(seconds))
+    return table

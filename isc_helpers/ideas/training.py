@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ..core import formats, metrics, models, search
+from ..core import descriptors, formats, metrics, models, search
 from ..datasets import augment, build, minidisc
 from ..core.checkpoints import build_model, input_weights, load_descriptor, save_checkpoint
 from ..core.train_config import TrainConfig
@@ -75,6 +75,25 @@ def _two_views(image, cfg: TrainConfig, step: int, rank: int, j: int, assets):
                                      max_strength=strength).image for v in range(2))
 
 
+def _batch(image_of, n_images: int, cfg: TrainConfig, step: int, rank: int, assets):
+    """The batch of (step, rank): two edited views of each image as network inputs (x1, x2) and the
+    images' labels (their positions among the ``n_images`` training images); ``image_of(k)``: image k."""
+    size = cfg.stage(step)[0]
+    idx = _batch_indices(cfg, step, rank, n_images)
+    pairs = [_two_views(image_of(k), cfg, step, rank, j, assets) for j, k in enumerate(idx)]
+    x1, x2 = (models.preprocess([p[v] for p in pairs], size) for v in range(2))
+    return x1, x2, torch.as_tensor(idx, dtype=torch.long)
+
+
+def example_batch(ds, cfg: TrainConfig, step: int, rank: int = 0):
+    """The training loop's own batch at ``step``: (x1, x2, labels), as :func:`train` would draw it,
+    loading only the batch's images (lesson 03 runs the objectives and one step on it)."""
+    train_ids, _ = split_training(ds, cfg)
+    idx = _batch_indices(cfg, step, rank, len(train_ids))
+    images = dict(zip(idx.tolist(), load_small(ds, [train_ids[k] for k in idx], cfg.image_side)))
+    return _batch(images.__getitem__, len(train_ids), cfg, step, rank, minidisc.edit_assets("training"))
+
+
 class _Batches(torch.utils.data.Dataset):
     """Item ``step`` = one training batch: two edited views of ``batch_size`` images, and their labels.
 
@@ -89,12 +108,7 @@ class _Batches(torch.utils.data.Dataset):
         return self.cfg.steps - self.start
 
     def __getitem__(self, i):
-        step = self.start + i
-        size = self.cfg.stage(step)[0]
-        idx = _batch_indices(self.cfg, step, self.rank, len(self.images))
-        pairs = [_two_views(self.images[k], self.cfg, step, self.rank, j, self.assets) for j, k in enumerate(idx)]
-        x1, x2 = (models.preprocess([p[v] for p in pairs], size) for v in range(2))
-        return x1, x2, torch.as_tensor(idx, dtype=torch.long)
+        return _batch(self.images.__getitem__, len(self.images), self.cfg, self.start + i, self.rank, self.assets)
 
 
 def val_editors(cfg: TrainConfig) -> list[str]:
@@ -320,7 +334,8 @@ def train(ds, cfg: TrainConfig, out_dir, device=None, progress: bool = True, res
                opt=opt, images=images, val=val, out_dir=out_dir)
     t0 = time.time()
     step = _loop(run, cfg, start, history, stop_after, progress)
-    if rank == 0 and step == cfg.steps:
+    if rank == 0 and step == cfg.steps and (step > start or not (out_dir / "model.pt").exists()):
+        # a finished run called again keeps its model.pt byte for byte (caches key on its content)
         save_checkpoint(out_dir / "model.pt", net, None, None, cfg.steps, cfg, history)
     if world > 1:
         import torch.distributed as dist
@@ -334,6 +349,22 @@ def search_with(net, ds, size: int, k: int = 10, device=None):
     q = models.extract(net, ds.paths("query"), size=size, device=device)
     r = models.extract(net, ds.paths("reference"), size=size, device=device)
     return search.search(q, ds.query_ids, r, ds.reference_ids, k=k)
+
+
+def score_methods(methods: dict, datasets: dict, k: int = 10) -> tuple[pd.DataFrame, dict]:
+    """Each descriptor (``{label: method name}``, :data:`~isc_helpers.core.descriptors.METHODS`) on each
+    dataset (``{label: Dataset}``), described once and cached (``descriptors.search_dataset``).
+    Returns the table (a row per descriptor; columns ``µAP <dataset>``, ``recall@1 <dataset>``) and
+    the predictions ``{(descriptor label, dataset label): DataFrame}`` for paired comparisons."""
+    preds, rows = {}, {}
+    for name, method in methods.items():
+        for data_name, data in datasets.items():
+            preds[name, data_name] = descriptors.search_dataset(data, method, k=k, progress=False)[0]
+            ev = metrics.evaluate(preds[name, data_name], data.ground_truth())
+            rows.setdefault(name, {}).update({f"µAP {data_name}": ev.uap, f"recall@1 {data_name}": ev.recall_at_1})
+    table = pd.DataFrame(rows).T
+    order = [f"{m} {d}" for m in ("µAP", "recall@1") for d in datasets]
+    return table[order], preds
 
 
 def evaluate_checkpoint(path, ds, k: int = 10, device=None) -> dict:

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .keypoints import FeatureStore, LocalFeatures, sift, sift_dataset
-from ..core import descriptors, search
-from ..core.search import top_k
+from ..core import descriptors, metrics, search
 from ..core.errors import SettingError
+from ..core.search import top_k
+from .keypoints import FeatureStore, LocalFeatures, sift, sift_dataset
+from .tasks import evaluation_task
 
 METHODS = {"ransac": "RANSAC", "magsac": "USAC_MAGSAC"}
 
@@ -166,8 +167,7 @@ def label(df: pd.DataFrame, gt: pd.DataFrame) -> np.ndarray:
 class Fusion:
     """Logistic models fitted on verified candidates of a training-image task, each turning evidence
     into a probability of "copy": p(copy | global score), p(copy | inliers), p(copy | both), ...
-    ``prior``: the share of copies among the pairs they were fitted on (a collection with another
-    share shifts the probabilities: :func:`isc_helpers.tool.calibration.prior_shift`)."""
+    ``prior``: the share of copies among the pairs they were fitted on."""
     weights: dict
     prior: float = 0.5
 
@@ -234,7 +234,6 @@ class Reranked:
 
     def table(self, gt: pd.DataFrame) -> pd.DataFrame:
         """µAP, recall at precision 0.9 and recall@1 of the three rankings against ``gt``."""
-        from ..core import metrics
         rows = {"global descriptor, top 10": self.global_top10, "verified (the course's way)": self.verified,
                 "imgFp's way (SIFT, RANSAC, inlier count)": self.imgfp}
         return pd.DataFrame({name: {"uAP": e.uap, "recall@P90": e.recall_at_p90, "recall@1": e.recall_at_1}
@@ -255,7 +254,6 @@ def rerank_dataset(ds, fusion: Fusion, k: int, how: str = "sum", descriptor: str
     features + RANSAC, the scores of the recall branches added): plain SIFT, RANSAC, the score is
     the inlier count, with one recall branch (the global candidates). Nothing is fitted here.
     """
-    from .tasks import evaluation_task
     ev = evaluation_task(ds, descriptor, progress=progress)
     candidates = search.search(ev.q, ev.query_ids, ev.r, ev.reference_ids, k=max(k, 10))
     qf, rf = sift_dataset(ds, "query", progress=progress), sift_dataset(ds, "reference", progress=progress)
@@ -263,40 +261,3 @@ def rerank_dataset(ds, fusion: Fusion, k: int, how: str = "sum", descriptor: str
     plain = verify_candidates(candidates, qf, rf, k=k, method="ransac", root=False)
     imgfp = plain[["query_id", "reference_id"]].assign(score=plain.n_inliers.to_numpy(float))
     return Reranked(top_k(candidates, 10).drop(columns="rank"), fusion.apply(checked, how), imgfp, checked)
-
-
-# ------------------------------------------------------------------ hard non-copies
-def _halves(im: Image.Image, gap: float = 0.04) -> tuple[Image.Image, Image.Image]:
-    """Two parts of one photo that do not overlap (side by side along its longer side, a gap between):
-    the same scene, not a copy of each other."""
-    w, h = im.size
-    if w >= h:
-        cut = int(w * (0.5 - gap / 2)), int(w * (0.5 + gap / 2))
-        return im.crop((0, 0, cut[0], h)), im.crop((cut[1], 0, w, h))
-    cut = int(h * (0.5 - gap / 2)), int(h * (0.5 + gap / 2))
-    return im.crop((0, 0, w, cut[0])), im.crop((0, cut[1], w, h))
-
-
-def lookalike_candidates(images, edit, references: np.ndarray, reference_ids: list[str],
-                         reference_features: FeatureStore, k: int = 10, method: str = "trained") -> pd.DataFrame:
-    """Hard non-copies to fit a fusion on: each photo of ``images`` cut in two parts that do not
-    overlap; one part, edited (``edit(i, part) -> EditTrace``), is searched among ``references``
-    (descriptors, ``method``'s) with the other part added as one more reference, its lookalike.
-    Returns its verified candidates (query_id ``lookalike-<i>``; the lookalike's reference_id
-    ``lookalike-<i>-other``), none of them a copy, in the table :func:`verify_candidates` gives."""
-    rows = []
-    for i, im in enumerate(images):
-        kept, other = _halves(im)
-        query = edit(i, kept).image
-        q, o = descriptors.embed([query, other], method)
-        scores = references @ q
-        top = np.argsort(-scores)[:k - 1]
-        qf, of = sift(query), sift(other)
-        cands = [(f"lookalike-{i}-other", float(o @ q), of)] + [(reference_ids[j], float(scores[j]),
-                                                                  reference_features[reference_ids[j]]) for j in top]
-        for rank, (rid, score, feats) in enumerate(sorted(cands, key=lambda c: -c[1])):
-            res = verify_pair(qf, feats)
-            rows.append({"query_id": f"lookalike-{i}", "reference_id": rid, "score": score, "rank": rank,
-                         "n_matches": res.n_matches, "n_inliers": res.n_inliers,
-                         "coverage": coverage(res, qf, feats), "seconds": 0.0})
-    return pd.DataFrame(rows)

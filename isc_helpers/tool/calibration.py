@@ -243,41 +243,6 @@ def from_labels(pairs: pd.DataFrame, labels: pd.DataFrame, method: str, one_fold
                        intervals=_label_intervals(x, y, scores))
 
 
-def prior_shift(p: np.ndarray, prior: float, iters: int = 200) -> tuple[np.ndarray, float]:
-    """Probabilities of "copy" fitted where copies were a share ``prior`` of the pairs, adjusted to
-    a collection whose share is unknown: the share is estimated by EM on the collection's own pairs
-    (Saerens, Latinne & Decaestecker, 2002). Returns (adjusted probabilities, estimated share)."""
-    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
-    prior = float(np.clip(prior, 1e-6, 1 - 1e-6))
-    ratio = p / (1 - p) * (1 - prior) / prior
-    share = prior
-    for _ in range(iters):
-        q = share * ratio / (share * ratio + 1 - share)
-        if abs(q.mean() - share) < 1e-7:
-            break
-        share = float(q.mean())
-    return share * ratio / (share * ratio + 1 - share), share
-
-
-def from_probabilities(method: str, scores: np.ndarray, prior: float, source: str, samples: int = 200) -> Calibration:
-    """A calibration of a method whose scores are probabilities of "copy" fitted elsewhere (the
-    verified pipelines: ``verify.Fusion``, with its ``prior``): shifted to this collection's share
-    of copies (:func:`prior_shift`), precision and recall at a threshold are the expected copies
-    among the accepted pairs. The interval resamples the collection's pairs (seeded)."""
-    scores = np.asarray(scores, float)
-    q, share = prior_shift(scores, prior)
-    order = np.argsort(scores, kind="stable")
-    curve = _curve_from_probabilities(scores, q)
-    rng, runs = np.random.RandomState(0), []
-    for _ in range(samples):
-        _, s = prior_shift(scores[rng.randint(len(scores), size=len(scores))], prior)
-        ratio = np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1) * (1 - prior) / prior
-        runs.append(_curve_from_probabilities(scores, s * ratio / (s * ratio + 1 - s)).precision.to_numpy())
-    return Calibration(method, scores[order], q[order], curve, len(scores), int(round(share * len(scores))),
-                       f"{source}; the share of copies among this collection's pairs estimated at {share:.3f} "
-                       "(EM on their probabilities)", "candidate pairs", intervals=np.array(runs))
-
-
 def _label_intervals(x: np.ndarray, y: np.ndarray, scores: np.ndarray, samples: int = 200) -> np.ndarray:
     """Bootstrap of the labels (seeded): the estimated precision at each distinct score for each
     resample, rows = resamples, columns = the curve's thresholds (highest first)."""

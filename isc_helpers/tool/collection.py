@@ -180,16 +180,11 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     one_folder = qs is rs
     found, ctx = pipeline.predict(ds, method, k + 1 if one_folder else k, progress=progress)   # +1: the image itself
     pairs = _one_folder_pairs(found) if one_folder else _two_folder_pairs(found, ds)
+    fitted = None
     if labels is not None:
         pairs = with_labels(pairs, labels, one_folder)
-    if labels is not None:
         fitted = calibration.from_labels(pairs, labels, pipe.name, one_folder)
-    elif calibrate and CALIBRATION == "probabilities" and pipeline.scores_are_probabilities(pipe):
-        fitted = calibration.from_probabilities(pipe.name, pairs.score.to_numpy(), ctx.fitted["fusion"].prior,
-                                                "the probabilities of the pairs' evidence, fitted on edited training "
-                                                "images")
     else:
-        fitted = None
         try:
             fitted = _calibrate(pipe, rs, pairs.score.to_numpy(), train, k, ctx.fitted, progress) if calibrate else None
         except calibration.CalibrationError as e:         # keep the search; say why nothing is decided
@@ -203,12 +198,6 @@ def find_copies(folder=None, queries=None, references=None, method: str = "train
     pairs.attrs.update(skipped={**qs.skipped, **rs.skipped}, calibration=fitted,
                        **({"calibration_problem": problem} if problem else {}))
     return pairs
-
-
-# how find_copies calibrates a search without labels: "own pairs" (the collection's own pairs and
-# planted copies of its images: tool/probe.py), or "probabilities" (a verified method's fused
-# probabilities shifted to the collection's share of copies; benchmarks/find_copies_calibration.py)
-CALIBRATION = "own pairs"
 
 
 def _calibrate(pipe, rs: Collection, observed: np.ndarray, train: Dataset | None, k: int, fitted: dict,

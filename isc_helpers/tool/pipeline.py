@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..core import descriptors, search
+from ..core import descriptors, evidence, search
 from ..core.errors import SettingError
 from ..core.profile import get_profile
 from ..datasets import build, minidisc, tuning
@@ -103,19 +103,40 @@ def run_descriptor(ctx: Context, method: str) -> Result:
     return preds, (p.apply(q.x), p.apply(r.x))
 
 
-NORM_CHAIN = [("whiten", {"dim": 255}), ("nes", {"k": 10, "beta": 0.35}), ("score_norm", {"n": 3, "factor": 1.0})]
+def choose_normalization(ds, progress: bool = False) -> tuple[list, str]:
+    """Lesson 06's chain for the trained descriptor, chosen on the tuning task made of training
+    images (``normalize.tune``), and kept only when it beats the raw scores there beyond the noise
+    (paired bootstrap over the tuning queries): normalization that does not help, or that the few
+    training images cannot fit, is not applied. Returns (chain, the sentence that says why)."""
+    tt = tasks.tuning_task(ds, "trained", progress=progress)
+    _, chain, _ = normalize.tune(tt)
+    if not chain:
+        return [], "normalization: no chain beat the raw scores on the tuning task; the raw scores are kept"
+    d = evidence.paired_bootstrap(normalize.predictions(tt), normalize.predictions(tt, chain), tt.gt)
+    if not d.real:
+        return [], (f"normalization: the tuning task's best chain ({normalize.describe(chain)}) gained "
+                    f"{d.diff:+.3f} µAP there, within the noise ({d.low:+.3f} to {d.high:+.3f}); the raw scores are kept")
+    return chain, (f"normalization: {normalize.describe(chain)}, chosen on the tuning task "
+                   f"({d.diff:+.3f} µAP over raw there, 95% interval {d.low:+.3f} to {d.high:+.3f})")
 
 
 def run_trained_norm(ctx: Context) -> Result:
-    """Lesson 06: whitening + NES + score normalization fitted on training images, one 256-d descriptor."""
+    """Lesson 06: the normalization chain chosen on training images (:func:`choose_normalization`),
+    or the raw scores when none helps there; one descriptor of at most 256 dimensions."""
     q, r = ctx.got["query"], ctx.got["reference"]
+    if "normalization" not in ctx.fitted:
+        with ctx.stages("normalize: choose the chain on training images"):
+            ctx.fitted["normalization"] = choose_normalization(ctx.ds, ctx.progress)
+    chain, why = ctx.fitted["normalization"]
+    ctx.notes.append(why)
     with ctx.stages("normalize"):
-        h5_q, h5_r, _ = normalize.apply(q.x, r.x, ctx.got["train"], NORM_CHAIN)
-        if h5_q.shape[1] < 256:
-            ctx.notes.append(f"whitening kept {h5_q.shape[1] - 1} dimensions: there are only "
-                             f"{len(ctx.ds.train_ids)} training images (use more for a full 255)")
+        h5_q, h5_r, metric = normalize.apply(q.x, r.x, ctx.got["train"], chain)
     with ctx.stages("search"):
-        scores, idx = _knn(ctx, h5_q, h5_r)
+        if metric == "ip":
+            scores, idx = _knn(ctx, h5_q, h5_r)
+        else:                      # a chain that leaves the sphere is searched exactly, by L2
+            ctx.searched_with = "exact L2 (the normalization chain needs it; --index not used)"
+            scores, idx = search.knn(h5_q, h5_r, ctx.k, metric, "Flat")
     return search.to_predictions(scores, idx, q.ids, r.ids), (h5_q, h5_r)
 
 
@@ -153,31 +174,10 @@ def run_trained_localglobal(ctx: Context) -> Result:
     return preds, None
 
 
-LOOKALIKES = 60          # hard non-copies (two parts of one training photo) added to trained+sift's fusion fit
-LOOKALIKE_SEED = 13
-
-
-def _lookalikes(ds, tu, tt, references: FeatureStore, k: int) -> pd.DataFrame:
-    """Verified candidates of :data:`LOOKALIKES` hard non-copies made of training photos that are
-    not tuning references (``verify.lookalike_candidates``), edited by both generators in turn."""
-    src = pd.read_csv(Path(tu.root) / "tuning_sources.csv", dtype=str)
-    used = set(src.train_id[src.image_id.str.startswith("R")])
-    photos = [t for t in ds.photo_train_ids() if t not in used]
-    rng = np.random.RandomState(LOOKALIKE_SEED)
-    picked = [photos[i] for i in sorted(rng.permutation(len(photos))[:LOOKALIKES])]
-    assets = minidisc.edit_assets("training")
-
-    def edit(i, im):
-        return build.EDITORS[tuning.TUNING_EDITORS[i % 2]](im, seed=LOOKALIKE_SEED * 1_000_003 + i, assets=assets)
-    return verify.lookalike_candidates([ds.load(t, "train") for t in picked], edit, tt.r, tt.reference_ids,
-                                       references, k)
-
-
-
-def _fit_sift_fusion(ctx: Context, candidates_on, k: int, lookalikes: bool = False) -> verify.Fusion:
+def _fit_sift_fusion(ctx: Context, candidates_on, k: int) -> verify.Fusion:
     """Fit the SIFT fusion on the tuning task made of training images (once per context);
     ``candidates_on(tuning set, its task)`` gives the candidates to verify there, as the method
-    makes them; with ``lookalikes``, hard non-copies are added (:func:`_lookalikes`)."""
+    makes them."""
     if "fusion" not in ctx.fitted:
         with ctx.stages("SIFT: fusion fitted on training images"):
             tu = tuning.build_tuning_set(ctx.ds, progress=ctx.progress)
@@ -185,8 +185,6 @@ def _fit_sift_fusion(ctx: Context, candidates_on, k: int, lookalikes: bool = Fal
             refs = keypoints.sift_dataset(tu, "reference", progress=False)
             verified = verify.verify_candidates(candidates_on(tu, tt), keypoints.sift_dataset(tu, "query",
                                                                                              progress=False), refs, k=k)
-            if lookalikes and LOOKALIKES:
-                verified = pd.concat([verified, _lookalikes(ctx.ds, tu, tt, refs, k)], ignore_index=True)
             ctx.fitted["fusion"] = verify.Fusion.fit(verified, tu.ground_truth())
     return ctx.fitted["fusion"]
 
@@ -208,13 +206,13 @@ SIFT_FUSION = "evidence"
 
 
 def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int | None = None,
-                      features=None, lookalikes: bool = False) -> pd.DataFrame:
+                      features=None) -> pd.DataFrame:
     """Lesson 05: verify each query's top-k with SIFT + MAGSAC and score each pair by
     :data:`SIFT_FUSION`, fitted on the tuning task with candidates made by ``candidates_on``.
     ``features``: the (query, reference) keypoints when already loaded."""
     qf, rf = features or _keypoints(ctx)
     k = k or ctx.k
-    fusion = _fit_sift_fusion(ctx, candidates_on, k, lookalikes)
+    fusion = _fit_sift_fusion(ctx, candidates_on, k)
     with ctx.stages("SIFT: verification"):
         return fusion.apply(verify.verify_candidates(preds, qf, rf, k=k, progress=ctx.progress), SIFT_FUSION)
 
@@ -222,46 +220,73 @@ def _verify_with_sift(ctx: Context, preds: pd.DataFrame, candidates_on, k: int |
 def run_trained_sift(ctx: Context) -> Result:
     """Lesson 05: the trained descriptor's top-k verified with SIFT, fusion fitted on training images."""
     preds = _verify_with_sift(ctx, _global(ctx), lambda tu, tt: search.search(tt.q, tt.query_ids, tt.r,
-                                                                               tt.reference_ids, k=ctx.k),
-                              lookalikes=True)
+                                                                               tt.reference_ids, k=ctx.k))
     ctx.notes.append(NO_HDF5)
     return preds, None
 
 
 BEST_CANDIDATES = ("localglobal", "votes", "imagenet_cnn")
+FINDERS = ("trained", "localglobal", "votes", "imagenet_cnn")      # what run_best's candidates may come from
 
 
-def _union_candidates(ds, lg_preds, parts, qf, rf, k: int, sources, progress) -> pd.DataFrame:
-    """Candidates of several finders, each pair once, scored by its best normalized parts: the
-    local-global top-k, the top-k references by SIFT keypoint votes, the top-k of another
-    global descriptor. Each finder misses different copies; verification then sorts them out."""
-    found = [lg_preds] if "localglobal" in sources else []
+def _whole(q, r) -> tuple:
+    """Global descriptors as one part per image (a pair's best-part score is then its cosine)."""
+    return (local_global.Parts(list(q.ids), ["full"] * len(q.ids), q.x),
+            local_global.Parts(list(r.ids), ["full"] * len(r.ids), r.x))
+
+
+def _union_candidates(ds, found: list, parts, qf, rf, k: int, sources, progress) -> pd.DataFrame:
+    """Candidates of several finders, each pair once, scored by its best normalized parts (the
+    cosine of the trained descriptor when local-global is not among them): ``found`` holds the
+    finders already run (local-global, the trained top-k), then the top-k references by SIFT
+    keypoint votes, the top-k of another global descriptor. Each finder misses different copies;
+    verification then sorts them out."""
+    found = list(found)
     if "votes" in sources:
         votes, idx = keypoints.keypoint_votes(qf, rf, k=k, per_image=100)
         found.append(keypoints.vote_candidates(votes, idx, qf.ids, rf.ids))
-    for m in (s for s in sources if s in descriptors.METHODS):
+    for m in (s for s in sources if s in descriptors.METHODS and s != "trained"):
         q, r = (descriptors.for_dataset(ds, m, kind, progress=progress) for kind in ("query", "reference"))
         found.append(search.search(q.x, q.ids, r.x, r.ids, k=k))
     return local_global.pair_part_scores(verify.union(*found), *parts)
 
 
-def run_best(ctx: Context, sources=BEST_CANDIDATES) -> Result:
+def run_best(ctx: Context, sources=None) -> Result:
     """Lessons 04-05 (and 08's lesson that no single descriptor finds every copy): the union of
-    candidates from local-global matching, keypoint votes and the ImageNet descriptor, verified
-    with SIFT; the fusion is fitted on the tuning task with candidates found the same way."""
-    preds, parts = _localglobal(ctx.ds, ctx.k, ctx.stages, ctx.progress, ctx.fitted)
-    ctx.ref_bytes = parts[1].x.nbytes / max(1, len(ctx.ds.reference_ids))
+    candidates of the finders :data:`BEST_CANDIDATES` (any of :data:`FINDERS`), verified with SIFT;
+    the fusion is fitted on the tuning task with candidates found the same way."""
+    sources = tuple(sources or BEST_CANDIDATES)
+    unknown = [s for s in sources if s not in FINDERS]
+    if unknown:
+        raise SettingError(f"Unknown candidate finder(s) {unknown}; choose from {list(FINDERS)}.")
+    local = "localglobal" in sources
 
-    def candidates_on(ds, preds, parts, qf, rf):
+    def own_finders(ds, q, r, stages):
+        """(candidates found by local-global and/or the trained descriptor, the parts that score pairs)."""
+        found, parts = [], _whole(q, r)
+        if local:
+            lg, parts = _localglobal(ds, ctx.k, stages, ctx.progress, ctx.fitted)
+            found.append(lg)
+        if "trained" in sources:
+            found.append(search.search(q.x, q.ids, r.x, r.ids, k=ctx.k))
+        return found, parts
+
+    found, parts = own_finders(ctx.ds, ctx.got["query"], ctx.got["reference"], ctx.stages)
+    if local:
+        ctx.ref_bytes = parts[1].x.nbytes / max(1, len(ctx.ds.reference_ids))
+
+    def candidates_on(ds, found, parts, qf, rf):
         with ctx.stages("candidates: union of finders"):
-            return _union_candidates(ds, preds, parts, qf, rf, ctx.k, sources, ctx.progress)
+            return _union_candidates(ds, found, parts, qf, rf, ctx.k, sources, ctx.progress)
 
     def tuning_candidates(tu, tt):
-        tpreds, tparts = _localglobal(tu, ctx.k, Stages(quiet=True), ctx.progress, ctx.fitted)
-        return candidates_on(tu, tpreds, tparts, keypoints.sift_dataset(tu, "query", progress=False),
+        q = descriptors.Extracted(list(tt.query_ids), tt.q, 0.0)
+        r = descriptors.Extracted(list(tt.reference_ids), tt.r, 0.0)
+        tfound, tparts = own_finders(tu, q, r, Stages(quiet=True))
+        return candidates_on(tu, tfound, tparts, keypoints.sift_dataset(tu, "query", progress=False),
                              keypoints.sift_dataset(tu, "reference", progress=False))
     qf, rf = _keypoints(ctx)
-    cands = candidates_on(ctx.ds, preds, parts, qf, rf)
+    cands = candidates_on(ctx.ds, found, parts, qf, rf)
     preds = _verify_with_sift(ctx, cands, tuning_candidates, k=len(sources) * ctx.k, features=(qf, rf))
     preds = search.top_k(preds.assign(score=preds.score.astype(float)), ctx.k).drop(columns="rank")   # k per query
     ctx.notes.append(NO_HDF5)
@@ -326,8 +351,8 @@ PIPELINES = {p.name: p for p in [
     _plain("imagenet_cnn", "ImageNet EfficientNet-Lite0 + GeM, 1280 dims, PCA to 256 for the HDF5 (lesson 02)",
            "~60 ms per image on a CPU", "uses"),
     _plain("trained", "the course's self-supervised descriptor, 256 dims (lesson 03)", "~12 ms per image on a CPU"),
-    Pipeline("trained+norm", "trained descriptor, whitening to 255 dims + NES + score normalization fitted on "
-             "training images, as one 256-d descriptor (lessons 03, 06)", "trained + training-image descriptors",
+    Pipeline("trained+norm", "trained descriptor normalized by the chain the tuning task chooses (whitening, NES, "
+             "score normalization...; the raw scores when none helps there), one descriptor (lessons 03, 06)", "trained + training-image descriptors",
              "needs", run_trained_norm, "trained", {**SEARCH, "normalize": "query"}),
     Pipeline("trained+localglobal", "query views, reference regions and a detected overlay crop, each part "
              "normalized against regions of training images, best-part score (lesson 04)",
@@ -341,12 +366,6 @@ PIPELINES = {p.name: p for p in [
              "the two above together, ImageNet descriptors, 3x the verifications", "needs", run_best, "trained",
              {**SEARCH, **LOCAL_GLOBAL, **SIFT, "candidates: union of finders": "query"}, "sift"),
 ]}
-
-
-def scores_are_probabilities(pipe: Pipeline) -> bool:
-    """Whether a pipeline's final scores are probabilities of "copy" (a fitted fusion's), so that a
-    collection can be calibrated from them alone (:func:`~isc_helpers.tool.calibration.from_probabilities`)."""
-    return pipe.final_stage == "sift" and SIFT_FUSION in ("evidence", "logistic")
 
 
 def get_pipeline(method: str) -> Pipeline:
