@@ -195,26 +195,6 @@ def part_background(ds, progress: bool = True, max_images: int = PART_BACKGROUND
     return describe_parts(sub, "train", reference_regions, tag="regions", progress=progress).x
 
 
-def choose_part_normalization(ds, progress: bool = True):
-    """Choose :func:`normalize_parts`' score normalization (n, factor) on the tuning set made of
-    ``ds``'s training images, for query views x reference regions, with the tuning set's own
-    training regions as background. Returns (settings, table of µAP per setting); ties go to the
-    earlier setting."""
-    tu = tuning.build_tuning_set(ds, progress=progress)
-    whole = descriptors.for_dataset(tu, "trained", "query", progress=progress)
-    qp = describe_parts(tu, "query", query_views, tag="views", progress=progress, whole=whole)
-    rp = describe_parts(tu, "reference", reference_regions, tag="regions", progress=progress)
-    return choose_settings(qp, rp, part_background(tu, progress), tu.ground_truth())
-
-
-def choose_settings(queries: Parts, references: Parts, background: np.ndarray, gt) -> tuple[dict, pd.DataFrame]:
-    """The (n, factor) of :data:`PART_NORMALIZATION_GRID` with the best µAP (ties: the earlier)."""
-    table = pd.DataFrame([{**g, "uap": metrics.evaluate(search_parts(*normalize_parts(queries, references, background,
-                                                                                          **g)), gt).uap}
-                          for g in PART_NORMALIZATION_GRID])
-    return dict(PART_NORMALIZATION_GRID[int(np.argmax(table.uap.to_numpy()))]), table
-
-
 def normalize_parts(queries: Parts, references: Parts, train, n: int = 3, factor: float = 1.0) -> tuple[Parts, Parts]:
     """Score normalization for every query part (lesson 06's "escaping the sphere"): a part's
     score becomes q.r - factor x mean of its top-n similarities to ``train``, the background

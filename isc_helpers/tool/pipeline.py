@@ -141,35 +141,36 @@ def run_trained_norm(ctx: Context) -> Result:
 
 
 def _localglobal(ds, k, stages, progress, fitted: dict):
-    """Normalized best-part predictions (lesson 04): (preds, normalized query and reference parts).
-    The overlay detector and the part normalization are fitted once into ``fitted``."""
+    """Lesson 04's local-global search: the parts and their normalization chosen on the tuning set
+    made of training images (``local_global.choose_variant``), each query's parts normalized
+    against the dataset's training images, a pair scored by its best part. Returns (preds,
+    normalized query and reference parts); the detector and the choice are fitted once into ``fitted``."""
     if "detector" not in fitted:
         with stages("local-global: train overlay detector"):
             fitted["detector"], _ = overlays.train_overlay_detector(ds, progress=progress,
                                                                     **get_profile().overlay_detector)
+    if "part_choice" not in fitted:
+        with stages("local-global: choose parts on training images"):
+            fitted["part_choice"], _ = local_global.choose_variant(ds, fitted["detector"], progress=progress)
+    choice = fitted["part_choice"]
     with stages("local-global: query parts"):
-        crops = overlays.overlay_crops(ds, fitted["detector"])
-        qp = local_global.merge_parts(
-            local_global.describe_parts(ds, "query", local_global.query_views, tag="views", progress=progress),
-            local_global.describe_parts(ds, "query", lambda im: [], extra=crops, progress=False))
-    with stages("local-global: reference regions"):
-        rp = local_global.describe_parts(ds, "reference", local_global.reference_regions, tag="regions",
-                                         progress=progress)
-    if "part_normalization" not in fitted:
-        with stages("local-global: choose part normalization on training images"):
-            fitted["part_normalization"], _ = local_global.choose_part_normalization(ds, progress=progress)
-    with stages("local-global: training regions"):
-        background = local_global.part_background(ds, progress=progress)
+        qp, rp = local_global.variant_parts(ds, fitted["detector"], (choice["variant"],),
+                                            progress=progress)[choice["variant"]]
+    with stages("local-global: training background"):
+        background = local_global.normalization_background(ds, choice["background"], progress)
     with stages("local-global: search"):
-        qp, rp = local_global.normalize_parts(qp, rp, background, **fitted["part_normalization"])
+        qp, rp = local_global.normalize_parts(qp, rp, background, choice["n"], choice["factor"])
         preds = local_global.search_parts(qp, rp, k=k)
     return preds, (qp, rp)
 
 
 def run_trained_localglobal(ctx: Context) -> Result:
-    """Lesson 04: query views, reference regions and a detected overlay, normalized best-part score."""
+    """Lesson 04: the query parts chosen on training images, normalized best-part score."""
     preds, (_, rp) = _localglobal(ctx.ds, ctx.k, ctx.stages, ctx.progress, ctx.fitted)
     ctx.ref_bytes = rp.x.nbytes / max(1, len(ctx.ds.reference_ids))
+    c = ctx.fitted["part_choice"]
+    ctx.notes.append(f"local-global: {c['variant']}, normalized against {c['background']} (n={c['n']}, "
+                     f"factor {c['factor']}), chosen on the tuning set made of training images")
     ctx.notes.append(NO_HDF5)
     return preds, None
 
@@ -225,7 +226,7 @@ def run_trained_sift(ctx: Context) -> Result:
     return preds, None
 
 
-BEST_CANDIDATES = ("localglobal", "votes", "imagenet_cnn")
+BEST_CANDIDATES = ("trained", "votes")     # chosen on validation: benchmarks/best_candidates.py
 FINDERS = ("trained", "localglobal", "votes", "imagenet_cnn")      # what run_best's candidates may come from
 
 
@@ -252,7 +253,7 @@ def _union_candidates(ds, found: list, parts, qf, rf, k: int, sources, progress)
 
 
 def run_best(ctx: Context, sources=None) -> Result:
-    """Lessons 04-05 (and 08's lesson that no single descriptor finds every copy): the union of
+    """Lesson 05 (and 08's lesson that no single finder finds every copy): the union of
     candidates of the finders :data:`BEST_CANDIDATES` (any of :data:`FINDERS`), verified with SIFT;
     the fusion is fitted on the tuning task with candidates found the same way."""
     sources = tuple(sources or BEST_CANDIDATES)
@@ -296,10 +297,9 @@ def run_best(ctx: Context, sources=None) -> Result:
 # How a method's recorded stages count: "query" (work done per query: its descriptor, parts,
 # keypoints, search, verification) or "collection" (done once: references, training, fitting).
 SEARCH = {"search": "query"}
-LOCAL_GLOBAL = {"local-global: train overlay detector": "collection", "local-global: query parts": "query",
-                "local-global: reference regions": "collection", "local-global: training regions": "collection",
-                "local-global: choose part normalization on training images": "collection",
-                "local-global: search": "query"}
+LOCAL_GLOBAL = {"local-global: train overlay detector": "collection",
+                "local-global: choose parts on training images": "collection", "local-global: query parts": "query",
+                "local-global: training background": "collection", "local-global: search": "query"}
 SIFT = {"SIFT: query keypoints": "query", "SIFT: reference keypoints": "collection",
         "SIFT: fusion fitted on training images": "collection", "SIFT: verification": "query"}
 
@@ -354,17 +354,17 @@ PIPELINES = {p.name: p for p in [
     Pipeline("trained+norm", "trained descriptor normalized by the chain the tuning task chooses (whitening, NES, "
              "score normalization...; the raw scores when none helps there), one descriptor (lessons 03, 06)", "trained + training-image descriptors",
              "needs", run_trained_norm, "trained", {**SEARCH, "normalize": "query"}),
-    Pipeline("trained+localglobal", "query views, reference regions and a detected overlay crop, each part "
-             "normalized against regions of training images, best-part score (lesson 04)",
-             "~10 descriptors per query, 6 per reference (6 KiB), detector trained in ~20 s", "needs",
+    Pipeline("trained+localglobal", "the query parts chosen on training images (whole query, views and/or a "
+             "detected overlay crop), each part normalized against training images, best-part score (lesson 04)",
+             "up to 10 descriptors per query, one per reference, detector trained in ~20 s", "needs",
              run_trained_localglobal, "trained", {**SEARCH, **LOCAL_GLOBAL}, "local-global"),
     Pipeline("trained+sift", "trained descriptor's top-10 verified with SIFT + MAGSAC, fused with probabilities "
              "fitted on edited training images (lesson 05)", "SIFT ~15-35 ms per image, ~12 ms per query", "needs",
              run_trained_sift, "trained", {**SEARCH, **SIFT}, "sift"),
-    Pipeline("best", "candidates from local-global matching, SIFT keypoint votes and the ImageNet descriptor, "
-             "verified with SIFT + MAGSAC, fusion fitted on edited training images (lessons 04-05, 08)",
-             "the two above together, ImageNet descriptors, 3x the verifications", "needs", run_best, "trained",
-             {**SEARCH, **LOCAL_GLOBAL, **SIFT, "candidates: union of finders": "query"}, "sift"),
+    Pipeline("best", "the trained descriptor's top-10 and the top-10 by SIFT keypoint votes, verified with SIFT + "
+             "MAGSAC, fused with probabilities fitted on edited training images (lessons 05, 08)",
+             "trained+sift and the keypoint votes: ~1.1x its time", "needs", run_best, "trained",
+             {**SEARCH, **SIFT, "candidates: union of finders": "query"}, "sift"),
 ]}
 
 
