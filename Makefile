@@ -70,7 +70,7 @@ nbtest: venv
 	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q --nbval-lax $(INDEX) $(LESSONS)
 
 test: venv system-deps
-	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q tests --nbval-lax $(INDEX) $(LESSONS)
+	ISC_PROFILE=test ISC_HEADLESS=1 $(BIN)/python -m pytest -q --durations=10 tests --nbval-lax $(INDEX) $(LESSONS)
 
 students: venv
 	$(BIN)/python tools/make_student_copies.py
