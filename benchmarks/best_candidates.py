@@ -60,19 +60,10 @@ def register(name: str) -> str:
     return method
 
 
-def cold_cache() -> Path:
-    """A fresh cache folder holding links to the built datasets only."""
-    warm, cold = cache.cache_dir(), Path(tempfile.mkdtemp(prefix="isc-cold-"))
-    for area in DATASET_AREAS:
-        if (warm / area).exists():
-            (cold / area).symlink_to(warm / area)
-    return cold
-
-
 def measure(name: str, sets: dict) -> dict:
     method = register(name)
     warm = os.environ.get("ISC_CACHE_DIR")
-    os.environ["ISC_CACHE_DIR"] = str(cold_cache())
+    os.environ["ISC_CACHE_DIR"] = str(cache.cold_cache(tempfile.mkdtemp(prefix="isc-cold-"), DATASET_AREAS))
     try:
         t0 = time.perf_counter()
         preds, ctx = pipeline.predict(sets["mini-DISC"], method, k=10)

@@ -67,6 +67,8 @@ def test_results_on_the_page(path):
     assert any(c["outputs"] for c in code), "no outputs: run `make publish`"
     errors = [i for i, c in enumerate(nb["cells"]) for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"cells {errors} hold an error output"
+    text = json.dumps([c.get("outputs", []) for c in nb["cells"]])
+    assert "cold-cache" not in text and str(ROOT) not in text, "an output names this machine's paths"
 
 
 def test_the_notebooks_stay_small():

@@ -85,33 +85,36 @@ def _commit() -> str:
     return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else "unknown"
 
 
-BUILT = ("minidisc", "transfer")     # what `isc-course build-data` makes before the lessons run
+def portable(nb, cache_used: Path) -> None:
+    """Outputs without this machine's paths: the cache used becomes ``<checkout>/cache`` (where a
+    learner's cache is by default), the checkout ``<checkout>``."""
+    swaps = [(str(cache_used), str(ROOT / "cache")), (str(ROOT), "<checkout>")]
 
-
-def cold_cache(out: Path) -> Path:
-    """A fresh cache folder holding only the built datasets (links), as on a machine where `make
-    course` has just built them: every lesson's first run, nothing it computes found cached."""
-    from isc_helpers.core import cache
-    warm, cold = cache.cache_dir(), out / "cold-cache"
-    if cold.exists():
-        import shutil
-        shutil.rmtree(cold)
-    cold.mkdir(parents=True)
-    for area in BUILT:
-        if (warm / area).exists():
-            (cold / area).symlink_to((warm / area).resolve())
-    return cold
+    def clean(text):
+        if isinstance(text, list):
+            return [clean(t) for t in text]
+        for a, b in swaps:
+            text = text.replace(a, b)
+        return text
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if "text" in o:
+                o["text"] = clean(o["text"])
+            for mime, value in o.get("data", {}).items():
+                if mime.startswith("text/"):
+                    o["data"][mime] = clean(value)
 
 
 def run(profile: str, out: Path, publish: bool) -> dict:
     """Execute every notebook in order; write it (and its HTML copy) to ``out`` or, publishing,
-    back into notebooks/ with its outputs. Publishing runs on a cold cache (:func:`cold_cache`), so
+    back into notebooks/ with its outputs. Publishing runs on a cold cache (``cache.cold_cache``), so
     that the times are first runs. Returns the timing table."""
     import nbformat
     from nbconvert import HTMLExporter
     out.mkdir(parents=True, exist_ok=True)
-    if publish:
-        os.environ["ISC_CACHE_DIR"] = str(cold_cache(out))
+    if publish:       # first runs: the built datasets only (as after `make data`), nothing computed from them
+        from isc_helpers.core import cache
+        os.environ["ISC_CACHE_DIR"] = str(cache.cold_cache(out / "cold-cache"))
     table = {"profile": profile, "commit": _commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU used",
              "caches": "cold: the built datasets only" if publish else "as found", "lessons": {}}
@@ -122,6 +125,8 @@ def run(profile: str, out: Path, publish: bool) -> dict:
         key = path.name[:2] if path.name[:2].isdigit() else "index"
         table["lessons"][key] = {"notebook": path.name, "seconds": seconds, "sections": section_times(nb)}
         print(f"   {seconds:.0f} s", flush=True)
+        if publish:
+            portable(nb, Path(os.environ["ISC_CACHE_DIR"]))
         nb.metadata["isc_course"] = {"profile": profile, "commit": table["commit"], "date": table["date"],
                                      "seconds": seconds}
         nbformat.write(nb, (path if publish else out / path.name))

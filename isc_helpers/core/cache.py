@@ -56,6 +56,24 @@ def cache_dir() -> Path:
     return path
 
 
+BUILT_AREAS = ("minidisc", "transfer")     # what `isc-course build-data` makes
+
+
+def cold_cache(target: str | Path, areas: Sequence[str] = BUILT_AREAS) -> Path:
+    """A fresh, empty cache folder at ``target`` (replacing one there) that links to ``areas`` of
+    the current cache: the built datasets, nothing computed from them. For measuring first runs
+    (point ``ISC_CACHE_DIR`` at it)."""
+    import shutil
+    warm, cold = cache_dir(), Path(target)
+    if cold.exists():
+        shutil.rmtree(cold)
+    cold.mkdir(parents=True)
+    for area in areas:
+        if (warm / area).exists():
+            (cold / area).symlink_to((warm / area).resolve())
+    return cold
+
+
 def short_hash(*parts, length: int = 12) -> str:
     """A short, stable hex digest of some strings (joined by '|')."""
     return hashlib.sha1("|".join(map(str, parts)).encode("utf-8", "surrogateescape")).hexdigest()[:length]

@@ -299,16 +299,17 @@ def from_folders(queries: str | Path, references: str | Path, train: str | Path 
                    Path(ground_truth) if ground_truth else None)
 
 
-def open_folder(path: str | Path) -> Dataset:
+def open_folder(path: str | Path, name: str | None = None) -> Dataset:
     """A dataset folder in mini-DISC layout (query/, reference/, train/, ground_truth.csv) or in
-    the official DISC21 layout (references/, dev_queries/, train/, dev_ground_truth.csv...)."""
+    the official DISC21 layout (references/, dev_queries/, train/, dev_ground_truth.csv...).
+    ``name``: the dataset's name (default: the folder's, for the mini-DISC layout)."""
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"Dataset folder {root} does not exist.")
     if (root / "query").is_dir() and (root / "reference").is_dir():
         gt = root / "ground_truth.csv"
         edits = root / "edits.csv"
-        return Dataset(f"{root.name}", root, root / "query", root / "reference",
+        return Dataset(name or root.name, root, root / "query", root / "reference",
                        (root / "train") if (root / "train").is_dir() else None,
                        gt if gt.is_file() else None, edits if edits.is_file() else None)
     try:

@@ -27,7 +27,7 @@ from ..core.images import load_image
 from ..core.profile import Profile, get_profile
 from . import augment
 from .build import build_atomically, write_pool_images, write_queries, write_tables
-from .dataset import Dataset, DatasetError, Pool, load_disc21, load_pool
+from .dataset import Dataset, DatasetError, Pool, load_disc21, load_pool, open_folder
 from .edits import EditAssets, EditTrace
 
 BUILDER_VERSION = 1
@@ -139,8 +139,7 @@ def load_minidisc(profile: Profile | None = None, progress: bool = True) -> Data
     """Build (if needed) and open mini-DISC for the active profile."""
     profile = profile or get_profile()
     root = build_minidisc(profile, progress=progress)
-    return Dataset(f"mini-DISC ({profile.name})", root, root / "query", root / "reference",
-                   root / "train", root / "ground_truth.csv", root / "edits.csv")
+    return open_folder(root, f"mini-DISC ({profile.name})")
 
 
 def open_dataset(profile: Profile | None = None, progress: bool = True) -> Dataset:

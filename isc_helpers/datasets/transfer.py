@@ -32,7 +32,7 @@ from ..core.images import load_image
 from ..core.profile import PROFILES, Profile, TransferSize, get_profile
 from . import transfer_edits
 from .build import build_atomically, write_pool_images, write_queries, write_tables
-from .dataset import Dataset, DatasetError, Pool, load_pool
+from .dataset import Dataset, DatasetError, Pool, load_pool, open_folder
 from .edits import EditAssets
 
 BUILDER_VERSION = 1
@@ -128,8 +128,7 @@ def load_transfer_set(profile: Profile | None = None, progress: bool = True) -> 
     """Build (if needed) and open the transfer set of the active profile."""
     profile = profile or get_profile()
     root = build_transfer_set(profile, progress=progress)
-    return Dataset(f"transfer set ({profile.name})", root, root / "query", root / "reference",
-                   root / "train", root / "ground_truth.csv", root / "edits.csv")
+    return open_folder(root, f"transfer set ({profile.name})")
 
 
 def hard_negatives(ds: Dataset) -> list[str]:

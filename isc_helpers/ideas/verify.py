@@ -206,16 +206,6 @@ def _fused(fusion: Fusion, verified: pd.DataFrame, how: str) -> np.ndarray:
     return {"local": l + 1e-6 * g, "sum": g + l, "max": np.maximum(g, l)}[how]
 
 
-def pair_scores(pairs: pd.DataFrame, q: np.ndarray, query_ids, r: np.ndarray, reference_ids) -> pd.DataFrame:
-    """Global inner-product scores for arbitrary (query_id, reference_id) pairs, e.g. candidates
-    found by keypoint votes rather than by the global search."""
-    qi = {k: i for i, k in enumerate(query_ids)}
-    ri = {k: i for i, k in enumerate(reference_ids)}
-    a = q[[qi[x] for x in pairs.query_id]]
-    b = r[[ri[x] for x in pairs.reference_id]]
-    return pairs.assign(score=(a * b).sum(1).astype(np.float64))
-
-
 def union(*candidate_sets: pd.DataFrame) -> pd.DataFrame:
     """Union of candidate tables (query_id, reference_id), each pair once."""
     both = pd.concat([c[["query_id", "reference_id"]] for c in candidate_sets], ignore_index=True)

@@ -230,12 +230,6 @@ BEST_CANDIDATES = ("trained", "votes")     # chosen on validation: benchmarks/be
 FINDERS = ("trained", "localglobal", "votes", "imagenet_cnn")      # what run_best's candidates may come from
 
 
-def _whole(q, r) -> tuple:
-    """Global descriptors as one part per image (a pair's best-part score is then its cosine)."""
-    return (local_global.Parts(list(q.ids), ["full"] * len(q.ids), q.x),
-            local_global.Parts(list(r.ids), ["full"] * len(r.ids), r.x))
-
-
 def _union_candidates(ds, found: list, parts, qf, rf, k: int, sources, progress) -> pd.DataFrame:
     """Candidates of several finders, each pair once, scored by its best normalized parts (the
     cosine of the trained descriptor when local-global is not among them): ``found`` holds the
@@ -264,7 +258,7 @@ def run_best(ctx: Context, sources=None) -> Result:
 
     def own_finders(ds, q, r, stages):
         """(candidates found by local-global and/or the trained descriptor, the parts that score pairs)."""
-        found, parts = [], _whole(q, r)
+        found, parts = [], (local_global.whole_images(q), local_global.whole_images(r))
         if local:
             lg, parts = _localglobal(ds, ctx.k, stages, ctx.progress, ctx.fitted)
             found.append(lg)
